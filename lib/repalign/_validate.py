@@ -1,0 +1,46 @@
+"""Argument checks shared by the public functions: each names the argument and the allowed range."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def finite_array(name: str, value, *, ndim: int | None = None, shape: tuple | None = None) -> np.ndarray:
+    """Return ``value`` as a float64 array, raising ``ValueError`` if it is not finite or has the wrong shape."""
+    try:
+        arr = np.asarray(value, dtype=float)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"`{name}` must be numeric, got {value!r}") from exc
+    if ndim is not None and arr.ndim != ndim:
+        raise ValueError(f"`{name}` must be {ndim}-dimensional, got shape {arr.shape}")
+    if shape is not None and arr.shape != shape:
+        raise ValueError(f"`{name}` must have shape {shape}, got shape {arr.shape}")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"`{name}` must be finite (no NaN or inf), got {value!r}")
+    return arr
+
+
+def positive(name: str, value) -> np.ndarray:
+    """A finite, strictly positive value (a rate, a gain, a non-zero squared distance)."""
+    arr = finite_array(name, value)
+    if np.any(arr <= 0):
+        raise ValueError(f"`{name}` must be > 0, got {value!r}")
+    return arr
+
+
+def non_negative(name: str, value) -> np.ndarray:
+    """A finite value >= 0 (a squared distance that may vanish)."""
+    arr = finite_array(name, value)
+    if np.any(arr < 0):
+        raise ValueError(f"`{name}` is a squared distance and must be >= 0, got {value!r}")
+    return arr
+
+
+def times(name: str, value) -> np.ndarray:
+    """A 1-D, finite, non-decreasing array of at least one time point."""
+    arr = finite_array(name, value, ndim=1)
+    if arr.size == 0:
+        raise ValueError(f"`{name}` must contain at least one time point")
+    if np.any(np.diff(arr) < 0):
+        raise ValueError(f"`{name}` must be sorted in increasing order")
+    return arr

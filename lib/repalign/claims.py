@@ -1,0 +1,222 @@
+"""Recorded checks: every claim a chapter tests is measured, judged against a stated tolerance, printed
+as a one-line verdict and stored, so that the reproduction scorecard is generated from the runs and
+never typed by hand.
+
+Records go to ``$REPALIGN_CLAIMS_DIR`` if set, else to ``results/claims/`` at the repository root
+(one JSON file per chapter; re-running a chapter replaces its records for that profile).
+
+>>> import tempfile, os
+>>> os.environ["REPALIGN_CLAIMS_DIR"] = tempfile.mkdtemp()
+>>> c = check("demo", "an identity holds", 3e-12, tolerance=1e-9, paper="eq. (1)", quiet=True)
+>>> c.verdict
+'pass'
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+import math
+import os
+import subprocess
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from . import profiles
+
+__all__ = ["Claim", "ClaimFailed", "RELATIONS", "check", "claims_dir", "load", "scorecard_markdown"]
+
+#: How ``measured`` is judged: against ``tolerance`` alone, or against ``expected`` within ``tolerance``.
+RELATIONS = {
+    "<=": "measured <= tolerance",
+    ">=": "measured >= tolerance",
+    "close": "|measured - expected| <= tolerance",
+    "rel": "|measured - expected| <= tolerance * |expected|",
+}
+
+
+class ClaimFailed(AssertionError):
+    """A strict check failed: an identity that must hold did not, so the chapter stops here."""
+
+
+@dataclass(frozen=True)
+class Claim:
+    """One recorded check."""
+
+    chapter: str
+    claim: str
+    paper: str
+    measured: float
+    expected: float | None
+    tolerance: float
+    relation: str
+    verdict: str
+    profile: str
+    revision: str
+    time: str
+
+    def line(self) -> str:
+        """The one-line verdict printed under a check cell."""
+        mark = "PASS" if self.verdict == "pass" else "FAIL"
+        if self.relation in ("close", "rel"):
+            rule = f"|{self.measured:.4g} - {self.expected:.4g}| {'<=' if self.verdict == 'pass' else '>'} "
+            rule += f"{self.tolerance:.3g}" + (" x |expected|" if self.relation == "rel" else "")
+        else:
+            holds = self.verdict == "pass"
+            op = self.relation if holds else {"<=": ">", ">=": "<"}[self.relation]
+            rule = f"{self.measured:.4g} {op} {self.tolerance:.4g}"
+        return f"[{mark}] {self.claim}: {rule}  (paper: {self.paper}; profile: {self.profile})"
+
+
+def claims_dir() -> Path:
+    """Where records are stored (see the module docstring)."""
+    env = os.environ.get("REPALIGN_CLAIMS_DIR", "").strip()
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").exists():
+        return root / "results" / "claims"
+    return Path.home() / ".cache" / "repalign" / "claims"
+
+
+def _revision() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+        return out.stdout.strip() or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _number(name: str, value) -> float:
+    try:
+        x = float(value)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"`{name}` must be a real number, got {value!r}") from exc
+    if math.isnan(x):
+        raise ValueError(f"`{name}` is NaN: a check cannot judge a NaN (the computation upstream failed)")
+    return x
+
+
+def check(
+    chapter: str,
+    claim: str,
+    measured,
+    *,
+    tolerance,
+    relation: str = "<=",
+    expected=None,
+    paper: str | float | None = None,
+    strict: bool = True,
+    profile: str | None = None,
+    quiet: bool = False,
+) -> Claim:
+    """Judge ``measured``, record the result and print the verdict.
+
+    Parameters
+    ----------
+    chapter : str
+        Chapter key, e.g. ``"01_derivation"``.
+    claim : str
+        What is checked, in words, e.g. ``"3-D system equals the matrix flow (max rel. error)"``.
+    measured : float
+        The measured value.
+    tolerance : float
+        The stated tolerance (see ``relation``).
+    relation : {"<=", ">=", "close", "rel"}
+        How ``measured`` is judged; see :data:`RELATIONS`.
+    expected : float, optional
+        The reference value for ``"close"`` and ``"rel"``.
+    paper : str or float, optional
+        What the paper states (a value or an equation number); defaults to ``expected``.
+    strict : bool
+        If true (identities that must hold), a failure raises :class:`ClaimFailed` after recording.
+        Use ``strict=False`` for paper claims that may honestly fail to reproduce: the failure is
+        recorded and printed, and the chapter goes on to discuss it.
+    profile : str, optional
+        Defaults to :func:`repalign.profiles.current`.
+    quiet : bool
+        Do not print the verdict line.
+
+    Returns
+    -------
+    Claim
+    """
+    if relation not in RELATIONS:
+        raise ValueError(f"`relation` must be one of {', '.join(RELATIONS)}; got {relation!r}")
+    for name, text in (("chapter", chapter), ("claim", claim)):
+        if not isinstance(text, str) or not text.strip():
+            raise ValueError(f"`{name}` must be a non-empty string, got {text!r}")
+    measured = _number("measured", measured)
+    tolerance = _number("tolerance", tolerance)
+    if tolerance < 0 and relation != ">=":
+        raise ValueError(f"`tolerance` must be >= 0 for relation {relation!r}, got {tolerance}")
+    if relation in ("close", "rel"):
+        if expected is None:
+            raise ValueError(f"relation {relation!r} needs `expected`")
+        expected = _number("expected", expected)
+        bound = tolerance * abs(expected) if relation == "rel" else tolerance
+        ok = abs(measured - expected) <= bound
+    else:
+        expected = None if expected is None else _number("expected", expected)
+        ok = measured <= tolerance if relation == "<=" else measured >= tolerance
+    if paper is None:
+        paper = "-" if expected is None else f"{expected:.4g}"
+    record = Claim(
+        chapter=chapter,
+        claim=claim,
+        paper=str(paper),
+        measured=measured,
+        expected=expected,
+        tolerance=tolerance,
+        relation=relation,
+        verdict="pass" if ok else "fail",
+        profile=profiles.current() if profile is None else profile,
+        revision=_revision(),
+        time=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+    )
+    _store(record)
+    if not quiet:
+        print(record.line())
+    if strict and not ok:
+        raise ClaimFailed(record.line())
+    return record
+
+
+def _store(record: Claim) -> None:
+    directory = claims_dir()
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{record.chapter}.json"
+    rows = json.loads(path.read_text()) if path.exists() else []
+    rows = [r for r in rows if (r["claim"], r["profile"]) != (record.claim, record.profile)]
+    rows.append(asdict(record))
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(rows, indent=1))
+    tmp.replace(path)
+
+
+def load(directory: str | Path | None = None) -> list[Claim]:
+    """All stored records, sorted by chapter, then in the order they were last written."""
+    directory = claims_dir() if directory is None else Path(directory)
+    out: list[Claim] = []
+    for path in sorted(directory.glob("*.json")):
+        out.extend(Claim(**row) for row in json.loads(path.read_text()))
+    return out
+
+
+def scorecard_markdown(records: list[Claim]) -> str:
+    """A Markdown table of records (what the scorecard page shows)."""
+    if not records:
+        return "*No checks have been recorded yet: execute the chapters first.*"
+    lines = [
+        "| chapter | claim | paper | measured | tolerance | verdict | profile |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for r in records:
+        tol = {"<=": f"≤ {r.tolerance:.3g}", ">=": f"≥ {r.tolerance:.3g}", "close": f"± {r.tolerance:.3g}",
+               "rel": f"± {100 * r.tolerance:.3g} %"}[r.relation]
+        verdict = "✅ pass" if r.verdict == "pass" else "❌ fail"
+        claim = r.claim.replace("|", "\\|")
+        lines.append(f"| {r.chapter} | {claim} | {r.paper} | {r.measured:.4g} | {tol} | {verdict} | {r.profile} |")
+    return "\n".join(lines)

@@ -1,0 +1,104 @@
+"""The book's figure style: one colour per quantity everywhere, network solid, theory dashed.
+
+Chapters never set fonts or sizes; they call these functions, which take ``ax=`` and return it.
+The palette is Okabe-Ito (colour-blind safe).
+"""
+
+from __future__ import annotations
+
+import matplotlib as mpl
+import matplotlib.pyplot as plt
+import numpy as np
+
+__all__ = ["COLORS", "LABELS", "use_style", "trajectory", "three_panel", "stamp"]
+
+#: One colour per quantity across the book.
+COLORS = {
+    "dh_sq": "#0072B2",  # blue
+    "dy_sq": "#D55E00",  # vermillion
+    "w": "#009E73",  # bluish green
+    "loss": "#CC79A7",  # reddish purple
+    "reference": "#555555",  # grey: limits, fixed points, identity lines
+    "accent": "#E69F00",  # orange: a second reference
+}
+
+#: Axis labels: lowercase, quantity then symbol.
+LABELS = {
+    "dh_sq": "representational distance ‖dh‖²",
+    "dy_sq": "output difference ‖dy‖²",
+    "w": "output alignment w",
+    "loss": "training loss L",
+    "time": "time t (epochs)",
+}
+
+_STYLE = {
+    "figure.dpi": 110,
+    "savefig.dpi": 150,
+    "font.size": 10,
+    "axes.titlesize": 10,
+    "axes.labelsize": 10,
+    "legend.fontsize": 8.5,
+    "legend.frameon": False,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "lines.linewidth": 1.8,
+    "figure.constrained_layout.use": True,
+}
+
+# How each kind of curve is drawn: the "network" (or any simulated model) solid, the theory dashed.
+_KIND = {"network": {"ls": "-", "alpha": 0.9}, "theory": {"ls": "--", "alpha": 1.0}}
+
+
+def use_style() -> None:
+    """Apply the book's matplotlib style (idempotent; called on import)."""
+    mpl.rcParams.update(_STYLE)
+
+
+use_style()
+
+
+def trajectory(t, values, quantity: str, *, kind: str = "theory", ax=None, label: str | None = None, **kwargs):
+    """Plot one quantity against time in its book colour; ``kind`` is ``"network"`` or ``"theory"``."""
+    if quantity not in COLORS:
+        raise ValueError(f"`quantity` must be one of {', '.join(COLORS)}; got {quantity!r}")
+    if kind not in _KIND:
+        raise ValueError(f"`kind` must be one of {', '.join(_KIND)}; got {kind!r}")
+    ax = plt.gca() if ax is None else ax
+    style = {"color": COLORS[quantity], **_KIND[kind], **kwargs}
+    ax.plot(np.asarray(t), np.asarray(values), label=label, **style)
+    return ax
+
+
+def three_panel(t, z_theory, *, z_network=None, t_network=None, axes=None, network_label: str = "network",
+                theory_label: str = "theory (eq. 7)"):
+    """The three state variables ``dh_sq, dy_sq, w`` in three panels, model solid and theory dashed.
+
+    Parameters
+    ----------
+    t : array_like, shape (n,)
+    z_theory : array_like, shape (n, 3)
+    z_network : array_like, shape (m, 3), optional
+        A simulated model or trained network, drawn solid under the theory.
+    t_network : array_like, shape (m,), optional
+        Its times (default ``t``).
+    axes : sequence of 3 Axes, optional
+    """
+    if axes is None:
+        _, axes = plt.subplots(1, 3, figsize=(9.5, 2.8))
+    z_theory = np.asarray(z_theory)
+    for i, (q, ax) in enumerate(zip(("dh_sq", "dy_sq", "w"), axes)):
+        if z_network is not None:
+            tn = t if t_network is None else t_network
+            trajectory(tn, np.asarray(z_network)[:, i], q, kind="network", ax=ax, label=network_label, lw=3.2, alpha=0.45)
+        trajectory(t, z_theory[:, i], q, kind="theory", ax=ax, label=theory_label)
+        ax.set_xlabel(LABELS["time"])
+        ax.set_ylabel(LABELS[q])
+    if z_network is not None:
+        axes[0].legend()
+    return axes
+
+
+def stamp(fig, profile: str, seed: int | None = None) -> None:
+    """Write the profile (and seed) in the figure's lower right corner, since captions are fixed text."""
+    text = f"profile: {profile}" + ("" if seed is None else f" · seed: {seed}")
+    fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color=COLORS["reference"])

@@ -1,0 +1,92 @@
+"""Interactive explorers (ipywidgets) built on the same plotting code as the static figures.
+
+Each explorer has a ``*_figure`` function that draws its default view without widgets: the book
+shows that figure first, since sliders need a live kernel.
+"""
+
+from __future__ import annotations
+
+import matplotlib.pyplot as plt
+import numpy as np
+
+from . import plots, theory
+
+__all__ = ["EXPLORER_DEFAULTS", "explorer_figure", "theory_explorer"]
+
+#: Default view: tau_y/tau_h = 2, the authors' two-point distances, a small initial scale.
+EXPLORER_DEFAULTS = {
+    "rate_h": 1.0,
+    "rate_y": 0.5,
+    "dx_sq": 1.0,
+    "dy_target_sq": 0.5,
+    "gain": 1e-2,
+    "cos_angle": 0.0,
+    "t_max": 40.0,
+}
+
+# Reference initial state multiplied by the gain as in App. A.5 (eq. 41): ||dh||^2 ~ G, ||dy||^2 ~ G^2.
+_REF_DH_SQ, _REF_DY_SQ = 1.0, 0.3
+
+
+def explorer_figure(*, fig=None, **params):
+    """Draw the 3-D state, the loss and the predicted final distance for ``params``.
+
+    Keyword arguments override :data:`EXPLORER_DEFAULTS`; ``gain`` scales a reference initial state
+    (``||dh(0)||^2 = gain``, ``||dy(0)||^2 = 0.3 gain^2``) and ``cos_angle`` sets the angle between the
+    initial output difference and the target difference.
+    """
+    unknown = set(params) - set(EXPLORER_DEFAULTS)
+    if unknown:
+        raise TypeError(f"unknown parameter(s) {sorted(unknown)}; allowed: {sorted(EXPLORER_DEFAULTS)}")
+    p = {**EXPLORER_DEFAULTS, **params}
+    z0 = theory.initial_state(p["gain"] * _REF_DH_SQ, p["gain"] ** 2 * _REF_DY_SQ, p["cos_angle"], p["dy_target_sq"])
+    t = np.linspace(0.0, p["t_max"], 600)
+    z = theory.solve(z0, p["rate_h"], p["rate_y"], p["dx_sq"], p["dy_target_sq"], t)
+    final = theory.final_distance(z0[0], z0[1], p["dx_sq"], p["dy_target_sq"], p["rate_h"], p["rate_y"])
+    if fig is None:
+        fig = plt.figure(figsize=(10.5, 2.8))
+    fig.clear()
+    axes = fig.subplots(1, 4)
+    plots.three_panel(t, z, axes=axes[:3])
+    axes[0].axhline(float(final.distance), color=plots.COLORS["dh_sq"], lw=1, ls=":")
+    plots.trajectory(t, theory.loss(t, z, 1.0, p["dy_target_sq"], 0.0), "loss", ax=axes[3])
+    axes[3].set(xlabel=plots.LABELS["time"], ylabel=plots.LABELS["loss"])
+    fig.suptitle(
+        f"‖dh(∞)‖² = {float(final.distance):.3g}   (A_high = {float(final.a_high):.3g}, A_low = {float(final.a_low):.3g})",
+        fontsize=9,
+    )
+    return fig
+
+
+def theory_explorer():
+    """Sliders for the rates, distances, initial scale and output angle; redraws :func:`explorer_figure`.
+
+    Needs a live Jupyter kernel with ipywidgets.
+    """
+    import ipywidgets as w
+
+    d = EXPLORER_DEFAULTS
+    log = dict(base=10, continuous_update=False, readout_format=".3g")
+    controls = {
+        "rate_h": w.FloatLogSlider(value=d["rate_h"], min=-2, max=1, description="1/τ_h", **log),
+        "rate_y": w.FloatLogSlider(value=d["rate_y"], min=-2, max=1, description="1/τ_y", **log),
+        "dx_sq": w.FloatSlider(value=d["dx_sq"], min=0.1, max=4.0, step=0.05, description="‖Δx‖²", continuous_update=False),
+        "dy_target_sq": w.FloatSlider(value=d["dy_target_sq"], min=0.0, max=4.0, step=0.05, description="‖Δy‖²",
+                                      continuous_update=False),
+        "gain": w.FloatLogSlider(value=d["gain"], min=-5, max=2, description="scale G", **log),
+        "cos_angle": w.FloatSlider(value=d["cos_angle"], min=-1.0, max=1.0, step=0.05, description="cos∠(dy, Δy)",
+                                   continuous_update=False),
+        "t_max": w.FloatLogSlider(value=d["t_max"], min=0, max=4, description="t max", **log),
+    }
+    out = w.Output()
+
+    def redraw(_=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = explorer_figure(**{k: c.value for k, c in controls.items()})
+            plt.show(fig)
+
+    for c in controls.values():
+        c.observe(redraw, names="value")
+    redraw()
+    return w.VBox([w.HBox(list(controls.values())[:4]), w.HBox(list(controls.values())[4:]), out])
