@@ -1,0 +1,89 @@
+"""claims: verdicts, persistence for the scorecard, and errors on bad input."""
+
+import json
+import math
+
+import pytest
+
+from repalign import claims
+
+
+@pytest.fixture(autouse=True)
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("REPALIGN_CLAIMS_DIR", str(tmp_path))
+    monkeypatch.setenv("BOOK_PROFILE", "quick")
+    return tmp_path
+
+
+@pytest.mark.parametrize(
+    "measured, kwargs, verdict",
+    [
+        (1e-9, dict(tolerance=1e-8), "pass"),
+        (1e-7, dict(tolerance=1e-8), "fail"),
+        (0.5, dict(tolerance=0.1, relation=">="), "pass"),
+        (0.05, dict(tolerance=0.1, relation=">="), "fail"),
+        (0.70, dict(tolerance=0.01, relation="close", expected=0.703), "pass"),
+        (0.60, dict(tolerance=0.01, relation="close", expected=0.703), "fail"),
+        (104.0, dict(tolerance=0.05, relation="rel", expected=100.0), "pass"),
+        (106.0, dict(tolerance=0.05, relation="rel", expected=100.0), "fail"),
+    ],
+)
+def test_verdicts(measured, kwargs, verdict):
+    c = claims.check("ch", f"claim {measured} {kwargs}", measured, strict=False, quiet=True, **kwargs)
+    assert c.verdict == verdict
+
+
+def test_strict_failure_raises_after_recording(store):
+    with pytest.raises(claims.ClaimFailed, match=r"\[FAIL\] identity"):
+        claims.check("ch", "identity", 1.0, tolerance=1e-6, quiet=True)
+    (record,) = claims.load(store)
+    assert record.verdict == "fail" and record.measured == 1.0
+
+
+def test_records_persist_and_rerun_replaces(store):
+    claims.check("01_x", "a", 1e-9, tolerance=1e-8, paper="eq. (7)", quiet=True)
+    claims.check("01_x", "b", 2.0, tolerance=1.0, relation=">=", quiet=True)
+    claims.check("01_x", "a", 5e-9, tolerance=1e-8, quiet=True)  # re-run of claim a
+    rows = json.loads((store / "01_x.json").read_text())
+    assert [r["claim"] for r in rows] == ["b", "a"]
+    assert rows[1]["measured"] == 5e-9
+    assert {"chapter", "claim", "paper", "measured", "tolerance", "verdict", "profile"} <= set(rows[0])
+
+
+def test_profiles_are_kept_apart(store, monkeypatch):
+    claims.check("ch", "a", 1e-9, tolerance=1e-8, quiet=True)
+    monkeypatch.setenv("BOOK_PROFILE", "paper")
+    claims.check("ch", "a", 2e-9, tolerance=1e-8, quiet=True)
+    assert sorted(r.profile for r in claims.load(store)) == ["paper", "quick"]
+
+
+def test_scorecard_lists_every_record(store):
+    claims.check("ch", "pipe | in name", 1e-9, tolerance=1e-8, quiet=True)
+    claims.check("ch", "fails", 3.0, tolerance=1.0, strict=False, quiet=True)
+    table = claims.scorecard_markdown(claims.load(store))
+    lines = table.splitlines()
+    assert len(lines) == 4
+    assert "pipe \\| in name" in table and "❌ fail" in lines[3]
+    assert "No checks" in claims.scorecard_markdown([])
+
+
+def test_verdict_line_is_printed(capsys):
+    claims.check("ch", "printed", 0.5, tolerance=1.0)
+    assert capsys.readouterr().out.startswith("[PASS] printed: 0.5 <= 1")
+
+
+@pytest.mark.parametrize(
+    "args, kwargs, exc, match",
+    [
+        (("ch", "c", math.nan), dict(tolerance=1.0), ValueError, "`measured` is NaN"),
+        (("ch", "c", "abc"), dict(tolerance=1.0), TypeError, "`measured` must be a real number"),
+        (("ch", "c", 1.0), dict(tolerance=1.0, relation="=="), ValueError, "`relation` must be one of"),
+        (("ch", "c", 1.0), dict(tolerance=1.0, relation="close"), ValueError, "needs `expected`"),
+        (("ch", "c", 1.0), dict(tolerance=-1.0), ValueError, "`tolerance` must be >= 0"),
+        (("", "c", 1.0), dict(tolerance=1.0), ValueError, "`chapter` must be a non-empty string"),
+        (("ch", " ", 1.0), dict(tolerance=1.0), ValueError, "`claim` must be a non-empty string"),
+    ],
+)
+def test_bad_input(args, kwargs, exc, match):
+    with pytest.raises(exc, match=match):
+        claims.check(*args, quiet=True, **kwargs)

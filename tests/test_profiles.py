@@ -1,0 +1,49 @@
+"""profiles: BOOK_PROFILE selects the settings; anything else is a clear error."""
+
+import pytest
+
+from repalign import profiles
+
+
+def test_default_is_quick(monkeypatch):
+    monkeypatch.delenv("BOOK_PROFILE", raising=False)
+    assert profiles.current() == "quick"
+    monkeypatch.setenv("BOOK_PROFILE", "  ")
+    assert profiles.current() == "quick"
+
+
+@pytest.mark.parametrize("name", profiles.PROFILES)
+def test_env_selects_profile(monkeypatch, name):
+    monkeypatch.setenv("BOOK_PROFILE", name)
+    assert profiles.current() == name
+    assert profiles.settings("derivation")["profile"] == name
+
+
+@pytest.mark.parametrize("bad", ["fast", "Paper", "full", "ci"])
+def test_unknown_profile_is_an_error(monkeypatch, bad):
+    monkeypatch.setenv("BOOK_PROFILE", bad)
+    with pytest.raises(ValueError, match="BOOK_PROFILE must be one of quick, paper"):
+        profiles.current()
+    with pytest.raises(ValueError, match="`profile` must be one of"):
+        profiles.settings("derivation", bad)
+
+
+def test_unknown_section_is_an_error():
+    with pytest.raises(ValueError, match="`section` must be one of"):
+        profiles.settings("no-such-chapter", "quick")
+
+
+def test_settings_are_read_only_and_profiles_share_keys():
+    quick, paper = profiles.settings("derivation", "quick"), profiles.settings("derivation", "paper")
+    with pytest.raises(TypeError):
+        quick["seed"] = 1  # type: ignore[index]
+    assert set(quick) == set(paper)
+    # the paper profile checks at least as many cases as the quick one
+    assert paper["n_fixed_point_cases"] >= quick["n_fixed_point_cases"]
+    assert paper["n_monte_carlo"] >= quick["n_monte_carlo"]
+
+
+def test_two_point_distances_are_consistent():
+    tp = profiles.TWO_POINT
+    assert tp["dx_sq"] == pytest.approx((tp["x2"] - tp["x1"]) ** 2)
+    assert tp["dy_target_sq"] == pytest.approx((tp["y2"] - tp["y1"]) ** 2)
