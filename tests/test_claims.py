@@ -34,7 +34,7 @@ def test_verdicts(measured, kwargs, verdict):
 
 
 def test_strict_failure_raises_after_recording(store):
-    with pytest.raises(claims.ClaimFailed, match=r"\[FAIL\] identity"):
+    with pytest.raises(claims.ClaimFailed, match=r"\[FAIL\] identity\n.*1 > 1e-06"):
         claims.check("ch", "identity", 1.0, tolerance=1e-6, quiet=True)
     (record,) = claims.load(store)
     assert record.verdict == "fail" and record.measured == 1.0
@@ -69,7 +69,8 @@ def test_scorecard_lists_every_record(store):
 
 def test_verdict_line_is_printed(capsys):
     claims.check("ch", "printed", 0.5, tolerance=1.0)
-    assert capsys.readouterr().out.startswith("[PASS] printed: 0.5 <= 1")
+    out = capsys.readouterr().out
+    assert out.startswith("[PASS] printed\n") and "0.5 <= 1" in out
 
 
 @pytest.mark.parametrize(
@@ -87,3 +88,11 @@ def test_verdict_line_is_printed(capsys):
 def test_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         claims.check(*args, quiet=True, **kwargs)
+
+
+def test_for_chapter_binds_the_chapter(store):
+    check = claims.for_chapter("03_x")
+    c = check("bound", 0.1, tolerance=1.0, quiet=True)
+    assert c.chapter == "03_x" and (store / "03_x.json").exists()
+    with pytest.raises(ValueError, match="`chapter` must be a non-empty string"):
+        claims.for_chapter("")

@@ -24,7 +24,7 @@ from pathlib import Path
 
 from . import profiles
 
-__all__ = ["Claim", "ClaimFailed", "RELATIONS", "check", "claims_dir", "load", "scorecard_markdown"]
+__all__ = ["Claim", "ClaimFailed", "RELATIONS", "check", "for_chapter", "claims_dir", "load", "scorecard_markdown"]
 
 #: How ``measured`` is judged: against ``tolerance`` alone, or against ``expected`` within ``tolerance``.
 RELATIONS = {
@@ -65,7 +65,7 @@ class Claim:
             holds = self.verdict == "pass"
             op = self.relation if holds else {"<=": ">", ">=": "<"}[self.relation]
             rule = f"{self.measured:.4g} {op} {self.tolerance:.4g}"
-        return f"[{mark}] {self.claim}: {rule}  (paper: {self.paper}; profile: {self.profile})"
+        return f"[{mark}] {self.claim}\n       {rule}   (paper: {self.paper}; profile: {self.profile})"
 
 
 def claims_dir() -> Path:
@@ -182,6 +182,18 @@ def check(
     if strict and not ok:
         raise ClaimFailed(record.line())
     return record
+
+
+def for_chapter(chapter: str):
+    """:func:`check` with the chapter filled in: ``check = for_chapter("01_derivation")``."""
+    if not isinstance(chapter, str) or not chapter.strip():
+        raise ValueError(f"`chapter` must be a non-empty string, got {chapter!r}")
+
+    def check_in_chapter(claim: str, measured, **kwargs) -> Claim:
+        return check(chapter, claim, measured, **kwargs)
+
+    check_in_chapter.__doc__ = f"Record a check of chapter {chapter!r}; see repalign.claims.check."
+    return check_in_chapter
 
 
 def _store(record: Claim) -> None:

@@ -17,7 +17,7 @@ from scipy.integrate import solve_ivp
 
 from . import _validate as v
 
-__all__ = ["TwoPoints", "LinearisedState", "gradients", "flow", "summary", "loss", "aligned_init"]
+__all__ = ["TwoPoints", "LinearisedState", "gradients", "velocity", "flow", "summary", "loss", "aligned_init"]
 
 
 @dataclass(frozen=True)
@@ -80,14 +80,34 @@ def _check(state: LinearisedState, data: TwoPoints) -> None:
 
 
 def gradients(state: LinearisedState, data: TwoPoints) -> LinearisedState:
-    """The loss gradients ``dL/dD_h, dL/dD_y, dL/dybar`` of eq. (17) (before the rates)."""
+    """The exact gradients ``dL/dD_h, dL/dD_y, dL/dybar`` of the loss eq. (16) (see :func:`loss`).
+
+    With ``err = D_y D_h dx - dy_target`` and ``dh = D_h dx``: ``dL/dD_h = D_y^T err dx^T / 4``,
+    ``dL/dD_y = err dh^T / 4`` and ``dL/dybar = ybar - (y1 + y2)/2``. The paper's eq. (17) reaches
+    the first two with a factor 1/2 instead of 1/4 (its last step drops the 1/2 of the average over
+    the two points); see :func:`velocity`.
+    """
     dh = state.d_h @ data.dx
     err = state.d_y @ dh - data.dy_target  # dy - (y2 - y1)
     return LinearisedState(
-        0.5 * np.outer(state.d_y.T @ err, data.dx),
-        0.5 * np.outer(err, dh),
+        0.25 * np.outer(state.d_y.T @ err, data.dx),
+        0.25 * np.outer(err, dh),
         state.ybar - data.y_mean,
     )
+
+
+def velocity(state: LinearisedState, data: TwoPoints, rate_h: float, rate_y: float, rate_ybar: float) -> LinearisedState:
+    """The time derivatives of ``D_h, D_y, ybar`` under eq. (17) as printed in the paper.
+
+    Eq. (17) writes ``dD_h/dt = -(1/tau_h) (1/2) D_y^T err dx^T`` and
+    ``dD_y/dt = -(1/tau_y) (1/2) err dh^T``, which is ``-(2/tau) dL/dD``; the mean output follows
+    ``-(1/tau_ybar) dL/dybar``. The 3-D system eq. (7) is derived from these printed lines, so its
+    ``1/tau_h`` and ``1/tau_y`` are twice the rates that multiply the exact gradients in eq. (6),
+    while ``1/tau_ybar`` is not. Since the three rates are fitted to networks independently, this
+    changes no prediction; it is listed in ``book/reproduction_notes.md``.
+    """
+    g = gradients(state, data)
+    return LinearisedState(-2.0 * rate_h * g.d_h, -2.0 * rate_y * g.d_y, -rate_ybar * g.ybar)
 
 
 def flow(
@@ -101,15 +121,17 @@ def flow(
     rtol: float = 1e-10,
     atol: float = 1e-12,
 ) -> list[LinearisedState]:
-    """Integrate the gradient flow eq. (6) of the linearised model; the states at the times ``t``."""
+    """Integrate the gradient flow of the linearised model, eq. (17) as printed (see :func:`velocity`).
+
+    Returns the states at the times ``t`` (the first is ``state0``).
+    """
     _check(state0, data)
     rates = [float(v.positive(n, r)) for n, r in (("rate_h", rate_h), ("rate_y", rate_y), ("rate_ybar", rate_ybar))]
     t = v.times("t", t)
     shape_h, shape_y = state0.d_h.shape, state0.d_y.shape
 
     def fun(_, flat):
-        g = gradients(LinearisedState.unpack(flat, shape_h, shape_y), data)
-        return -np.concatenate([rates[0] * g.d_h.ravel(), rates[1] * g.d_y.ravel(), rates[2] * g.ybar])
+        return velocity(LinearisedState.unpack(flat, shape_h, shape_y), data, *rates).pack()
 
     sol = solve_ivp(fun, (t[0], t[-1]), state0.pack(), t_eval=t, method="DOP853", rtol=rtol, atol=atol)
     if not sol.success:

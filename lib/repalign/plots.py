@@ -101,4 +101,7 @@ def three_panel(t, z_theory, *, z_network=None, t_network=None, axes=None, netwo
 def stamp(fig, profile: str, seed: int | None = None) -> None:
     """Write the profile (and seed) in the figure's lower right corner, since captions are fixed text."""
     text = f"profile: {profile}" + ("" if seed is None else f" · seed: {seed}")
+    engine = fig.get_layout_engine()
+    if engine is not None and "rect" in engine.get():
+        engine.set(rect=(0.0, 0.04, 1.0, 0.96))  # keep a strip below the axes for the stamp
     fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color=COLORS["reference"])

@@ -144,8 +144,8 @@ def rhs(t: float, z, rate_h: float, rate_y: float, dx_sq: float, dy_target_sq: f
 
     Examples
     --------
-    >>> rhs(0.0, [1.0, 0.5, 0.0], 1.0, 1.0, 1.0, 0.5)  # at w = 0 only w moves
-    array([ 0.  , -0.  , -0.25])
+    >>> rhs(0.0, [1.0, 0.25, 0.5], 1.0, 1.0, 1.0, 1.0)
+    array([-0.5   , -0.625 , -1.3125])
     """
     z = _state("z", z)
     return _rhs(t, z, *_params(rate_h, rate_y, dx_sq, dy_target_sq))
@@ -223,7 +223,9 @@ def solve(
     )
     if not sol.success or not np.all(np.isfinite(sol.y)):
         raise RuntimeError(f"integration of eq. (7) failed: {sol.message}")
-    return _from_signed(sol.y.T, params[3])
+    z = _from_signed(sol.y.T, params[3])
+    z[0] = z0  # exactly the given start (the round trip through the signed coordinates costs a few ulp)
+    return z
 
 
 # How `solve` integrates eq. (7). Under the no-rotation condition (eq. 19) dh = alpha u with a fixed
@@ -422,7 +424,7 @@ def final_distance(
 
     Examples
     --------
-    >>> r = final_distance(1e-4, 1e-8, 1.0, 0.5, 1.0, 1.0)  # small weights: A_low wins
+    >>> r = final_distance(1e-4, 0.0, 1.0, 0.5, 1.0, 1.0)  # small weights: A_low wins
     >>> round(float(r.distance), 4), round(float(r.a_low), 4)
     (0.7072, 0.7071)
     """
