@@ -1,0 +1,80 @@
+"""Test harness: every chapter of the book runs as a test, through nbval.
+
+Before collection, each MyST notebook ``book/*.md`` (a file whose front matter has a ``kernelspec``)
+is converted with jupytext to ``book/*.ipynb`` next to its source; nbval (``--nbval-lax``, configured
+in pyproject.toml) then executes it in the current environment. The chapters run under
+``BOOK_PROFILE=quick`` unless ``--book-profile paper`` is given. A run that asks for the book but
+collects no chapter, or misses one, fails. The generated notebooks are removed afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent
+BOOK = ROOT / "book"
+_GENERATED: list[Path] = []
+
+
+def is_chapter(path: Path) -> bool:
+    """A MyST notebook: YAML front matter that declares a kernelspec."""
+    text = path.read_text(encoding="utf-8")
+    if not text.startswith("---"):
+        return False
+    front = text.split("---", 2)[1]
+    return "kernelspec:" in front
+
+
+def chapters() -> list[Path]:
+    return sorted(p for p in BOOK.glob("*.md") if is_chapter(p))
+
+
+def pytest_addoption(parser):
+    parser.addoption("--book-profile", default="quick", choices=("quick", "paper"),
+                     help="BOOK_PROFILE under which the chapters run (default: quick)")
+
+
+def pytest_configure(config):
+    os.environ["BOOK_PROFILE"] = config.getoption("--book-profile")
+    import jupytext
+
+    found = chapters()
+    if not found:
+        raise pytest.UsageError(f"no chapter found in {BOOK}: expected MyST notebooks (*.md with a kernelspec)")
+    for md in found:
+        target = md.with_suffix(".ipynb")
+        jupytext.write(jupytext.read(md), target)
+        _GENERATED.append(target)
+
+
+def pytest_unconfigure(config):
+    for path in _GENERATED:
+        path.unlink(missing_ok=True)
+
+
+def _book_requested(config) -> list[Path]:
+    """The chapters this run must execute: all of them if the book (or an ancestor) was asked for."""
+    wanted: list[Path] = []
+    for arg in config.args:
+        path = Path(arg.split("::")[0])
+        path = (Path(config.invocation_params.dir) / path).resolve()
+        if path == BOOK or path in BOOK.parents:
+            return [md.with_suffix(".ipynb") for md in chapters()]
+        if path.parent == BOOK and path.suffix in (".ipynb", ".md"):
+            wanted.append(path.with_suffix(".ipynb"))
+    return wanted
+
+
+def pytest_collection_modifyitems(session, config, items):
+    wanted = _book_requested(config)
+    if not wanted:
+        return
+    collected = {Path(str(item.path)).resolve() for item in items}
+    missing = [p.name for p in wanted if p.resolve() not in collected]
+    if missing:
+        raise pytest.UsageError(
+            f"chapters not collected: {', '.join(missing)}. Is nbval installed and `--nbval-lax` in addopts?"
+        )
