@@ -63,7 +63,11 @@ def test_scorecard_lists_every_record(store):
     table = claims.scorecard_markdown(claims.load(store))
     lines = table.splitlines()
     assert len(lines) == 4
-    assert "pipe \\| in name" in table and "❌ fail" in lines[3]
+    assert "pipe \\| in name" in table and "**FAIL**" in lines[3]
+    claims.check("ch", "near", 0.70, tolerance=0.01, relation="close", expected=0.703, quiet=True)
+    assert "| 0.703 ± 0.01 |" in claims.scorecard_markdown(claims.load(store))
+    compact = claims.scorecard_markdown(claims.load(store), compact=True)
+    assert compact.splitlines()[0] == "| claim | paper | measured | tolerance | verdict |"
     assert "No checks" in claims.scorecard_markdown([])
 
 
@@ -88,6 +92,18 @@ def test_verdict_line_is_printed(capsys):
 def test_bad_input(args, kwargs, exc, match):
     with pytest.raises(exc, match=match):
         claims.check(*args, quiet=True, **kwargs)
+
+
+def test_for_chapter_forgets_stale_records_of_its_profile(store, monkeypatch):
+    claims.check("ch", "renamed since", 0.1, tolerance=1.0, quiet=True)
+    claims.check("other", "kept", 0.1, tolerance=1.0, quiet=True)
+    monkeypatch.setenv("BOOK_PROFILE", "paper")
+    claims.check("ch", "paper run", 0.1, tolerance=1.0, quiet=True)
+    monkeypatch.setenv("BOOK_PROFILE", "quick")
+    check = claims.for_chapter("ch")
+    check("current", 0.1, tolerance=1.0, quiet=True)
+    names = sorted((r.chapter, r.claim) for r in claims.load(store))
+    assert names == [("ch", "current"), ("ch", "paper run"), ("other", "kept")]
 
 
 def test_for_chapter_binds_the_chapter(store):

@@ -82,7 +82,7 @@ def claims_dir() -> Path:
 def _revision() -> str:
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
         )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -184,10 +184,19 @@ def check(
     return record
 
 
-def for_chapter(chapter: str):
-    """:func:`check` with the chapter filled in: ``check = for_chapter("01_derivation")``."""
+def for_chapter(chapter: str, *, profile: str | None = None):
+    """Start a run of ``chapter``: forget its old records for this profile, return a bound :func:`check`.
+
+    A chapter calls ``check = claims.for_chapter("01_derivation")`` once at the top, so that a check
+    renamed or removed since the last run does not linger in the scorecard.
+    """
     if not isinstance(chapter, str) or not chapter.strip():
         raise ValueError(f"`chapter` must be a non-empty string, got {chapter!r}")
+    profile = profiles.current() if profile is None else profile
+    path = claims_dir() / f"{chapter}.json"
+    if path.exists():
+        rows = [r for r in json.loads(path.read_text()) if r["profile"] != profile]
+        path.write_text(json.dumps(rows, indent=1))
 
     def check_in_chapter(claim: str, measured, **kwargs) -> Claim:
         return check(chapter, claim, measured, **kwargs)
@@ -217,18 +226,25 @@ def load(directory: str | Path | None = None) -> list[Claim]:
     return out
 
 
-def scorecard_markdown(records: list[Claim]) -> str:
-    """A Markdown table of records (what the scorecard page shows)."""
+def scorecard_markdown(records: list[Claim], *, compact: bool = False) -> str:
+    """A Markdown table of records (what the scorecard page shows).
+
+    ``compact=True`` drops the chapter and profile columns (for a chapter's own summary).
+    """
     if not records:
         return "*No checks have been recorded yet: execute the chapters first.*"
-    lines = [
-        "| chapter | claim | paper | measured | tolerance | verdict | profile |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    head = ["chapter", "claim", "paper", "measured", "tolerance", "verdict", "profile"]
+    if compact:
+        head = head[1:-1]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in records:
-        tol = {"<=": f"≤ {r.tolerance:.3g}", ">=": f"≥ {r.tolerance:.3g}", "close": f"± {r.tolerance:.3g}",
-               "rel": f"± {100 * r.tolerance:.3g} %"}[r.relation]
-        verdict = "✅ pass" if r.verdict == "pass" else "❌ fail"
-        claim = r.claim.replace("|", "\\|")
-        lines.append(f"| {r.chapter} | {claim} | {r.paper} | {r.measured:.4g} | {tol} | {verdict} | {r.profile} |")
+        tol = {
+            "<=": lambda: f"≤ {r.tolerance:.3g}",
+            ">=": lambda: f"≥ {r.tolerance:.3g}",
+            "close": lambda: f"{r.expected:.4g} ± {r.tolerance:.3g}",
+            "rel": lambda: f"{r.expected:.4g} ± {100 * r.tolerance:.3g} %",
+        }[r.relation]()
+        verdict = "pass" if r.verdict == "pass" else "**FAIL**"
+        cells = [r.chapter, r.claim.replace("|", "\\|"), r.paper, f"{r.measured:.4g}", tol, verdict, r.profile]
+        lines.append("| " + " | ".join(cells[1:-1] if compact else cells) + " |")
     return "\n".join(lines)
