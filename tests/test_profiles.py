@@ -47,3 +47,12 @@ def test_two_point_distances_are_consistent():
     tp = profiles.TWO_POINT
     assert tp["dx_sq"] == pytest.approx((tp["x2"] - tp["x1"]) ** 2)
     assert tp["dy_target_sq"] == pytest.approx((tp["y2"] - tp["y1"]) ** 2)
+
+
+def test_table1_has_every_row_of_the_paper():
+    t = profiles.TABLE1
+    assert len(t) == 15
+    assert (t["default"].gain, t["default"].lr, t["default"].width, t["default"].hidden_layers) == (1.0, 0.005, 500, 20)
+    assert t["elu"].lr == 0.00045 and t["swish"].gain == 1.7 and t["narrow"].width == 50
+    assert {r.variant for r in t.values()} == {"mlp", "conv", "skip", "dropout"}
+    assert all(r.epochs == 6000 for r in t.values())

@@ -13,10 +13,11 @@ grids and samples. Paper values live here and nowhere else.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Mapping
 
-__all__ = ["PROFILES", "ENV_VAR", "current", "settings", "TWO_POINT"]
+__all__ = ["PROFILES", "ENV_VAR", "current", "settings", "TWO_POINT", "Architecture", "TABLE1"]
 
 PROFILES = ("quick", "paper")
 ENV_VAR = "BOOK_PROFILE"
@@ -26,6 +27,44 @@ ENV_VAR = "BOOK_PROFILE"
 #: 0.6, 0.6 + sqrt(0.5)). The book follows the code; see book/reproduction_notes.md.
 TWO_POINT = MappingProxyType(
     {"x1": -1.0, "x2": 0.0, "y1": 0.6, "y2": 0.6 + 0.5**0.5, "dx_sq": 1.0, "dy_target_sq": 0.5}
+)
+
+@dataclass(frozen=True)
+class Architecture:
+    """One row of the paper's Table 1 (two-point experiments)."""
+
+    name: str
+    activation: str  # "leaky_relu" (slope 0.01), "linear", "relu", "elu", "tanh", "silu"
+    gain: float  # Xavier-normal gain of every weight matrix
+    lr: float  # learning rate eta of plain SGD
+    epochs: int
+    width: int  # units per hidden layer
+    hidden_layers: int
+    variant: str = "mlp"  # "mlp", "skip", "conv" or "dropout"
+
+
+#: Table 1 of the paper, exactly (plain SGD, full batch, 6000 epochs).
+TABLE1 = MappingProxyType(
+    {
+        row.name: row
+        for row in (
+            Architecture("default", "leaky_relu", 1.0, 0.005, 6000, 500, 20),
+            Architecture("convolution", "leaky_relu", 0.95, 0.002, 6000, 500, 10, "conv"),
+            Architecture("skip_connections", "leaky_relu", 0.1, 0.01, 6000, 500, 20, "skip"),
+            Architecture("shallow", "leaky_relu", 0.35, 0.01, 6000, 500, 2),
+            Architecture("narrow", "leaky_relu", 1.05, 0.005, 6000, 50, 20),
+            Architecture("dropout", "leaky_relu", 1.0, 0.005, 6000, 500, 10, "dropout"),
+            Architecture("linear", "linear", 0.85, 0.00125, 6000, 500, 20),
+            Architecture("relu", "relu", 1.0, 0.005, 6000, 500, 20),
+            Architecture("elu", "elu", 0.95, 0.00045, 6000, 500, 20),
+            Architecture("tanh", "tanh", 0.85, 0.00125, 6000, 500, 20),
+            Architecture("swish", "silu", 1.7, 0.0025, 6000, 500, 20),
+            Architecture("low_initial_weights", "leaky_relu", 0.9, 0.015, 6000, 500, 20),
+            Architecture("intermediate_initial_weights", "leaky_relu", 1.1, 0.0025, 6000, 500, 20),
+            Architecture("high_initial_weights", "leaky_relu", 1.3, 0.00075, 6000, 500, 20),
+            Architecture("very_high_initial_weights", "leaky_relu", 1.4, 0.00025, 6000, 500, 20),
+        )
+    }
 )
 
 _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
