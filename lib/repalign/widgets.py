@@ -64,6 +64,7 @@ def theory_explorer():
     Needs a live Jupyter kernel with ipywidgets.
     """
     import ipywidgets as w
+    from IPython.display import display
 
     d = EXPLORER_DEFAULTS
     log = dict(base=10, continuous_update=False, readout_format=".3g")
@@ -84,7 +85,8 @@ def theory_explorer():
         with out:
             out.clear_output(wait=True)
             fig = explorer_figure(**{k: c.value for k, c in controls.items()})
-            plt.show(fig)
+            display(fig)
+            plt.close(fig)
 
     for c in controls.values():
         c.observe(redraw, names="value")

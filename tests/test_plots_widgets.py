@@ -1,0 +1,59 @@
+"""plots and widgets: the shared figure style and the explorer's static view."""
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from repalign import plots, theory, widgets
+
+
+def test_every_quantity_keeps_its_colour_and_kind_sets_the_line_style():
+    fig, ax = plt.subplots()
+    plots.trajectory([0, 1], [1, 2], "dh_sq", kind="network", ax=ax)
+    plots.trajectory([0, 1], [1, 2], "dh_sq", kind="theory", ax=ax)
+    solid, dashed = ax.get_lines()
+    assert solid.get_color() == dashed.get_color() == plots.COLORS["dh_sq"]
+    assert solid.get_linestyle() == "-" and dashed.get_linestyle() == "--"
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("kwargs, match", [(dict(quantity="energy"), "`quantity`"), (dict(kind="fit"), "`kind`")])
+def test_trajectory_rejects_unknown_names(kwargs, match):
+    args = dict(quantity="w", kind="theory") | kwargs
+    with pytest.raises(ValueError, match=match):
+        plots.trajectory([0, 1], [0, 1], args.pop("quantity"), **args)
+
+
+def test_stamp_writes_profile_and_seed():
+    fig, _ = plt.subplots()
+    plots.stamp(fig, "quick", 7)
+    assert any(t.get_text() == "profile: quick · seed: 7" for t in fig.texts)
+    plt.close(fig)
+
+
+def test_explorer_figure_draws_the_theory_and_marks_the_final_distance():
+    fig = widgets.explorer_figure(gain=1e-3)
+    axes = fig.axes
+    assert len(axes) == 4
+    d = widgets.EXPLORER_DEFAULTS
+    z0 = theory.initial_state(1e-3, 0.3e-6, d["cos_angle"], d["dy_target_sq"])
+    expected = float(theory.final_distance(z0[0], z0[1], d["dx_sq"], d["dy_target_sq"], d["rate_h"], d["rate_y"]).distance)
+    marker = [line for line in axes[0].get_lines() if line.get_linestyle() == ":"][0]
+    assert np.allclose(marker.get_ydata(), expected)
+    plt.close(fig)
+
+
+def test_explorer_rejects_unknown_parameters():
+    with pytest.raises(TypeError, match="unknown parameter"):
+        widgets.explorer_figure(learning_rate=0.1)
+
+
+def test_theory_explorer_builds_its_controls():
+    ui = widgets.theory_explorer()
+    sliders = [c for row in ui.children[:2] for c in row.children]
+    assert {s.description for s in sliders} >= {"1/τ_h", "1/τ_y", "scale G"}
+    plt.close("all")
