@@ -1,0 +1,223 @@
+"""train: the recorded quantities against a direct computation, batched trials against single runs,
+record 0, convergence, determinism, Adam and minibatches, and argument errors."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from repalign import data, models, profiles
+from repalign.train import Recording, train
+
+D = data.two_point()
+TINY = replace(profiles.TABLE1["default"], width=16, hidden_layers=6, lr=0.05, gain=0.8)
+XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+XOR_Y = np.array([[0.0], [1.0], [1.0], [0.0]])
+FIELDS = ("dh_sq", "dy_sq", "w", "loss", "mean_output")
+
+
+def quantities(net, x, y, layer, pair=(0, 1)):
+    """The recorded quantities straight from a network's hidden vectors and outputs (numpy, float64)."""
+    net.eval()
+    with torch.no_grad():
+        out, h = net(torch.tensor(x, dtype=torch.float64), hidden=layer)
+    out, h = out.numpy(), h.numpy()
+    i, j = pair
+    dout = out[j] - out[i]
+    return {"dh_sq": np.sum((h[j] - h[i]) ** 2), "dy_sq": np.sum(dout**2),
+            "w": np.sum(dout**2) - dout @ (y[j] - y[i]), "loss": 0.5 * np.mean(np.sum((out - y) ** 2, axis=1)),
+            "mean_output": 0.5 * (out[i] + out[j])}
+
+
+def assert_same(a: Recording, b: Recording, rtol=1e-10, atol=1e-13):
+    for f in FIELDS:
+        np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=rtol, atol=atol, err_msg=f)
+
+
+@pytest.mark.parametrize("variant", ["mlp", "skip", "dropout", "conv"])
+def test_records_equal_a_direct_computation(variant):
+    """An independent plain-torch SGD loop on a copy of the same network, evaluated at a few epochs."""
+    arch = replace(TINY, variant=variant, width=40 if variant == "conv" else 16,
+                   hidden_layers=2 if variant == "conv" else 6, lr=0.01 if variant == "conv" else TINY.lr)
+    epochs, checks = 30, (0, 1, 7, 30)
+    rec = train(arch, D.x, D.y, seed=4, epochs=epochs, dtype="float64", progress=False)
+    layer = rec.layer
+    net = models.build(arch, seed=4, dtype=torch.float64)
+    X, Y = torch.tensor(D.x), torch.tensor(D.y)
+    torch.manual_seed(4)  # the dropout masks of the run
+    for e in range(epochs + 1):
+        if e in checks:
+            ref = quantities(net, D.x, D.y, layer)
+            for f in FIELDS:
+                np.testing.assert_allclose(getattr(rec, f)[0, e], ref[f], rtol=1e-11, atol=1e-14, err_msg=f"{f} @ {e}")
+        if e == epochs:
+            break
+        net.train()
+        out, _ = net(X)
+        loss = 0.5 * ((out - Y) ** 2).sum(1).mean()
+        grads = torch.autograd.grad(loss, list(net.parameters()))
+        with torch.no_grad():
+            for p, g in zip(net.parameters(), grads):
+                p -= arch.lr * g
+
+
+def test_all_layers_agree_with_single_layers_and_the_kept_models():
+    rec = train(TINY, D.x, D.y, seed=2, epochs=20, layer="all", dtype="float64", keep_models=True, progress=False)
+    assert rec.layer == tuple(range(1, 7)) and rec.dh_sq.shape == (1, 21, 6) and rec.z.shape == (1, 21, 6, 3)
+    for k in (1, 4, 6):
+        one = train(TINY, D.x, D.y, seed=2, epochs=20, layer=k, dtype="float64", progress=False)
+        np.testing.assert_array_equal(one.dh_sq, rec.dh_sq[..., k - 1])
+        ref = quantities(rec.models[0], D.x, D.y, k)  # the trained network, evaluated separately
+        assert rec.dh_sq[0, -1, k - 1] == pytest.approx(ref["dh_sq"], rel=1e-12)
+        assert rec.w[0, -1] == pytest.approx(ref["w"], rel=1e-12)
+
+
+@pytest.mark.parametrize("variant", ["mlp", "skip"])
+def test_batched_trials_equal_single_runs(variant):
+    arch = replace(TINY, variant=variant, gain=0.5 if variant == "skip" else TINY.gain)
+    seeds = [3, 11, 12]
+    together = train(arch, D.x, D.y, seeds=seeds, epochs=300, dtype="float64", layer="all", progress=False)
+    assert together.settings["batched"]
+    looped = train(arch, D.x, D.y, seeds=seeds, epochs=300, dtype="float64", layer="all", batched=False,
+                   progress=False)
+    assert not looped.settings["batched"]
+    assert_same(together, looped)
+    for k, s in enumerate(seeds):
+        alone = train(arch, D.x, D.y, seeds=[s], epochs=300, dtype="float64", layer="all", progress=False)
+        for f in FIELDS:
+            np.testing.assert_allclose(getattr(together, f)[k], getattr(alone, f)[0], rtol=1e-10, atol=1e-13)
+    assert together.loss[:, -1].max() < 0.1 * together.loss[:, 0].min()  # the runs did learn
+
+
+def test_minibatch_batched_equals_looped_and_shuffles_per_trial():
+    arch = replace(TINY, width=12, hidden_layers=3, lr=0.1)
+    kw = dict(seeds=[0, 1], epochs=40, batch_size=3, pair=(1, 3), dtype="float64", progress=False)
+    a = train(arch, XOR_X, XOR_Y, **kw)
+    b = train(arch, XOR_X, XOR_Y, batched=False, **kw)
+    assert_same(a, b)
+    assert a.dh_sq.shape == (2, 41) and a.mean_output.shape == (2, 41, 1)
+    full = train(arch, XOR_X, XOR_Y, **{**kw, "batch_size": None})
+    assert not np.allclose(full.loss[:, 5:], a.loss[:, 5:])
+
+
+def test_record_zero_is_before_any_update():
+    rec = train(TINY, D.x, D.y, seed=8, epochs=5, dtype="float64", progress=False)
+    assert rec.epochs.tolist() == [0, 1, 2, 3, 4, 5] and rec.n_records == 6
+    ref = quantities(models.build(TINY, seed=8, dtype=torch.float64), D.x, D.y, rec.layer)
+    for f in FIELDS:
+        np.testing.assert_allclose(getattr(rec, f)[0, 0], ref[f], rtol=1e-13, atol=1e-15)
+    assert rec.loss[0, 1] != rec.loss[0, 0]
+
+
+def test_loss_decreases_for_the_default_architecture_shrunk():
+    arch = replace(profiles.TABLE1["default"], width=64, hidden_layers=6)
+    rec = train(arch, D.x, D.y, trials=2, seed=0, lr=0.05, epochs=300, progress=False)
+    assert rec.settings["dtype"] == "float32" and rec.layer == 4
+    assert np.all(rec.loss[:, -1] < 0.05 * rec.loss[:, 0])
+    assert np.all(rec.loss[:, -1] < 1e-3)
+    # the predicted outputs approach the targets: ||dy||^2 -> ||y2-y1||^2 and w -> 0
+    np.testing.assert_allclose(rec.dy_sq[:, -1], D.dy_target_sq, rtol=0.1)
+    np.testing.assert_allclose(rec.w[:, -1], 0.0, atol=0.05)
+
+
+def test_same_seed_same_recording_and_different_seeds_differ():
+    kw = dict(epochs=25, progress=False)
+    a, b = train(TINY, D.x, D.y, seed=1, **kw), train(TINY, D.x, D.y, seed=1, **kw)
+    for f in FIELDS:
+        np.testing.assert_array_equal(getattr(a, f), getattr(b, f))
+    c = train(TINY, D.x, D.y, seed=2, **kw)
+    assert not np.allclose(a.dh_sq, c.dh_sq)
+    trials = train(TINY, D.x, D.y, trials=3, seed=1, **kw)
+    assert trials.seeds == (1, 2, 3)
+    assert not np.allclose(trials.dh_sq[0], trials.dh_sq[1])
+    drop = replace(TINY, variant="dropout", hidden_layers=4)
+    d1, d2 = (train(drop, D.x, D.y, seed=5, **kw) for _ in range(2))
+    np.testing.assert_array_equal(d1.loss, d2.loss)
+
+
+def test_adam_and_minibatch_shapes_and_settings():
+    adam = train(TINY, D.x, D.y, trials=2, epochs=15, optimizer="adam", lr=1e-3, progress=False)
+    assert adam.z.shape == (2, 16, 3) and adam.loss.shape == (2, 16)
+    assert adam.settings["optimizer"] == "adam" and adam.settings["lr"] == 1e-3
+    sgd = train(TINY, D.x, D.y, trials=2, epochs=15, lr=1e-3, progress=False)
+    assert not np.allclose(adam.loss[:, -1], sgd.loss[:, -1])
+    mb = train(replace(TINY, hidden_layers=4), XOR_X, XOR_Y, trials=3, epochs=10, batch_size=1, optimizer="adam",
+               lr=1e-3, layer="all", progress=False)
+    assert mb.dh_sq.shape == (3, 11, 4) and mb.dy_sq.shape == (3, 11) and mb.mean_output.shape == (3, 11, 1)
+    assert mb.settings["batch_size"] == 1 and mb.settings["n_points"] == 4
+    assert np.all(np.isfinite(mb.z))
+
+
+@pytest.mark.parametrize("variant", ["conv", "dropout"])
+def test_looped_variants_run(variant):
+    arch = replace(TINY, variant=variant, width=40 if variant == "conv" else 16,
+                   hidden_layers=2 if variant == "conv" else 4, lr=0.005)
+    rec = train(arch, D.x, D.y, trials=2, epochs=8, keep_models=True, progress=False)
+    assert not rec.settings["batched"] and rec.z.shape == (2, 9, 3) and len(rec.models) == 2
+    assert rec.layer == models.default_hidden_layer(arch)
+    code = train(arch, D.x, D.y, epochs=2, convention="code", progress=False)
+    assert code.layer == models.default_hidden_layer(arch, convention="code")
+
+
+def test_recording_is_read_only():
+    rec = train(TINY, D.x, D.y, epochs=2, progress=False)
+    with pytest.raises(ValueError):
+        rec.loss[0, 0] = 1.0
+    with pytest.raises(AttributeError):
+        rec.loss = None
+    assert repr(rec).startswith("Recording('default', trials=1, epochs=2, layer=4,")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    ({"lr": 0.0}, "`lr` must be > 0"),
+    ({"lr": -0.1}, "`lr` must be > 0"),
+    ({"epochs": 0}, "`epochs` must be an integer >= 1"),
+    ({"epochs": 2.5}, "`epochs` must be an integer"),
+    ({"optimizer": "momentum"}, "`optimizer` must be one of sgd, adam"),
+    ({"batch_size": 0}, "`batch_size` must be an integer in \\[1, 2\\]"),
+    ({"batch_size": 3}, "`batch_size` must be an integer in \\[1, 2\\]"),
+    ({"pair": (0, 0)}, "`pair` must name two different points"),
+    ({"pair": (0, 2)}, "`pair` must be an integer in \\[0, 1\\]"),
+    ({"pair": (0, 1, 1)}, "`pair` must be two point indices"),
+    ({"pair": 1}, "`pair` must be two point indices"),
+    ({"layer": 7}, "`hidden` must be None, 'all' or an integer in \\[1, 6\\]"),
+    ({"trials": 0}, "`trials` must be an integer >= 1"),
+    ({"seeds": [1, -2]}, "`seeds` must be an integer >= 0"),
+    ({"dtype": "float16"}, "`dtype` must be 'float32' or 'float64'"),
+    ({"device": "tpu"}, "`device` must be 'cpu' or 'cuda'"),
+    ({"convention": "middle"}, "`convention` must be one of paper, code"),
+])
+def test_bad_arguments(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        train(TINY, D.x, D.y, **{"epochs": 3, "progress": False, **kwargs})
+
+
+def test_bad_data_and_architecture():
+    with pytest.raises(ValueError, match="`x` must be 2-dimensional"):
+        train(TINY, D.x.ravel(), D.y, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="same number of points"):
+        train(TINY, D.x, XOR_Y, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="`width` must be an integer >= 1"):
+        train(replace(TINY, width=0), D.x, D.y, epochs=1, progress=False)
+    with pytest.raises(ValueError, match="`lr` must be > 0"):
+        train(replace(TINY, lr=-1.0), D.x, D.y, epochs=1, progress=False)
+
+
+def test_cuda_matches_cpu_or_is_refused_clearly():
+    """With a GPU the CUDA run equals the CPU run; without one, asking for it is a clear error."""
+    kw = dict(seeds=[0, 1], epochs=50, dtype="float64", progress=False)
+    if torch.cuda.is_available():
+        assert_same(train(TINY, D.x, D.y, device="cuda", **kw), train(TINY, D.x, D.y, **kw), rtol=1e-8, atol=1e-12)
+    else:
+        with pytest.raises(ValueError, match="`device` is 'cuda' but torch.cuda.is_available"):
+            train(TINY, D.x, D.y, device="cuda", **kw)
+
+
+@pytest.mark.slow
+def test_table1_default_full_size_batched_equals_looped():
+    arch = profiles.TABLE1["default"]
+    kw = dict(seeds=[0, 1], epochs=20, progress=False)
+    a, b = train(arch, D.x, D.y, **kw), train(arch, D.x, D.y, batched=False, **kw)
+    assert a.layer == 11 and a.z.shape == (2, 21, 3)
+    assert_same(a, b, rtol=1e-4, atol=1e-6)  # float32
