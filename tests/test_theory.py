@@ -709,3 +709,18 @@ def test_distribution_functions_reject_non_positive_h(h):
     for fn in (th.final_distance_cdf, th.final_distance_pdf):
         with pytest.raises(ValueError, match="`h`"):
             fn(h, *_DIST.values())
+
+
+def test_solve_keeps_relative_accuracy_from_very_small_weights():
+    """Default atol scales with the start: a 1e-24 start matches a far tighter solve."""
+    t = np.linspace(0.0, 6000.0, 301)
+    for a0 in (1e-16, 1e-24):
+        z0 = th.initial_state(a0, a0**2, 0.0, 0.5)
+        z = th.solve(z0, 1e-2, 2e-2, 1.0, 0.5, t)
+        tight = th.solve(z0, 1e-2, 2e-2, 1.0, 0.5, t, rtol=1e-12, atol=1e-40)
+        assert np.max(np.abs(z - tight)) < 1e-7
+
+
+def test_solve_rejects_repeated_times():
+    with pytest.raises(ValueError, match="`t` must be strictly increasing"):
+        th.solve([1.0, 0.5, 0.2], 1.0, 1.0, 1.0, 0.5, [0.0, 1.0, 1.0, 2.0])

@@ -37,10 +37,10 @@ def non_negative(name: str, value) -> np.ndarray:
 
 
 def times(name: str, value) -> np.ndarray:
-    """A 1-D, finite, non-decreasing array of at least one time point."""
+    """A 1-D, finite, strictly increasing array of at least one time point."""
     arr = finite_array(name, value, ndim=1)
     if arr.size == 0:
         raise ValueError(f"`{name}` must contain at least one time point")
-    if np.any(np.diff(arr) < 0):
-        raise ValueError(f"`{name}` must be sorted in increasing order")
+    if np.any(np.diff(arr) <= 0):
+        raise ValueError(f"`{name}` must be strictly increasing (sorted, no repeated times)")
     return arr

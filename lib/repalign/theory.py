@@ -171,7 +171,7 @@ def solve(
     t,
     *,
     rtol: float = 1e-10,
-    atol: float = 1e-14,
+    atol: float | None = None,
     method: str = "LSODA",
 ) -> np.ndarray:
     """Integrate eq. (7) from ``z0`` at time ``t[0]`` and return the state at every time in ``t``.
@@ -185,7 +185,9 @@ def solve(
     t : array_like, shape (n,)
         Increasing output times; theory time equals the training epoch count.
     rtol, atol : float, keyword-only
-        Solver tolerances (``scipy.integrate.solve_ivp``).
+        Solver tolerances (``scipy.integrate.solve_ivp``). The default ``atol`` scales with the
+        start, ``1e-4 * rtol * min(1, smallest non-zero signed coordinate)``, so that a trajectory
+        from very small weights (``dh_sq0`` of 1e-20, say) keeps its relative accuracy.
     method : str, keyword-only
         ``solve_ivp`` method; the default LSODA switches to a stiff method where the trajectory
         needs it (long plateaus followed by fast escapes). The integration runs in the signed
@@ -217,6 +219,9 @@ def solve(
     if t[0] == t[-1]:
         return np.tile(z0, (t.size, 1))
     y0 = _to_signed(z0, params[3])
+    if atol is None:
+        nonzero = np.abs(y0[y0 != 0])
+        atol = 1e-4 * rtol * min(1.0, nonzero.min() if nonzero.size else 1.0)
     jac = _signed_jacobian if method in ("LSODA", "BDF", "Radau") else None
     sol = solve_ivp(
         _signed_rhs, (t[0], t[-1]), y0, t_eval=t, args=params, method=method, rtol=rtol, atol=atol, jac=jac
