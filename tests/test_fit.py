@@ -8,7 +8,6 @@ benchmarks/fit.py, not asserted here.
 
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pytest
@@ -233,15 +232,6 @@ def test_internal_integrator_matches_theory_solve(z0, rate_h, rate_y):
     expected = _trajectory(z0, rate_h, rate_y)
     got = fit._fast_solve(z0, rate_h, rate_y, DX_SQ, DY_TARGET_SQ, T, 1e-10, 1e-14)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9 * np.abs(expected).max())
-
-
-def test_fit_docstring_examples():
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    for test in finder.find(fit, globs={**vars(fit)}):
-        runner.run(test)
-    result = runner.summarize(verbose=False)
-    assert result.failed == 0, f"{result.failed} docstring example(s) of repalign.fit fail (see captured stdout)"
 
 
 # --------------------------------------------------------------------------------------------------

@@ -8,7 +8,6 @@ here, or hand-derived identities.
 
 from __future__ import annotations
 
-import doctest
 
 import numpy as np
 import pytest
@@ -503,20 +502,6 @@ def test_initial_state_is_realised_by_vectors():
         dy_vec = 0.7 * (cos * e + np.sqrt(1 - cos**2) * perp)
         expected = [0.4, dy_vec @ dy_vec, dy_vec @ dy_vec - dy_vec @ dyt_vec]
         np.testing.assert_allclose(th.initial_state(0.4, dy_vec @ dy_vec, cos, dyt_vec @ dyt_vec), expected, rtol=1e-12, atol=1e-14)
-
-
-# --------------------------------------------------------------------------------------------------
-# docstring examples
-
-
-def test_theory_docstring_examples():
-    """The Examples sections of theory's docstrings run and print what they claim."""
-    finder = doctest.DocTestFinder()
-    runner = doctest.DocTestRunner(optionflags=doctest.NORMALIZE_WHITESPACE)
-    for test in finder.find(th, globs={**vars(th)}):
-        runner.run(test)
-    result = runner.summarize(verbose=False)
-    assert result.failed == 0, f"{result.failed} docstring example(s) of repalign.theory fail (see captured stdout)"
 
 
 # --------------------------------------------------------------------------------------------------
