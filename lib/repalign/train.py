@@ -18,8 +18,10 @@ initial network, so theory time equals the epoch count.
 
 Plain ``"mlp"`` and ``"skip"`` rows train all trials together as one :class:`~repalign.models.BatchedMLP`
 (``torch.baddbmm`` over a leading trial axis; the summed loss gives each trial its own gradient); trial
-``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. In full-batch training
-without dropout the recorded quantities come from the training forward pass itself. ``"conv"`` and
+``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. With plain SGD and full
+batches those trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine="auto"``);
+``engine="reference"`` selects the autograd loop, against which the fast path is tested. In full-batch
+training without dropout the recorded quantities come from the training forward pass itself. ``"conv"`` and
 ``"dropout"`` rows train the trials one after another; dropout records need a separate eval-mode pass.
 """
 
@@ -35,12 +37,14 @@ import torch
 from tqdm.auto import tqdm
 
 from . import _validate as v
+from . import fastpath
 from .models import _check_arch, _hidden_spec, build, build_batched, default_hidden_layer, n_hidden
 from .profiles import Architecture
 
-__all__ = ["Recording", "train", "OPTIMIZERS"]
+__all__ = ["Recording", "train", "OPTIMIZERS", "ENGINES"]
 
 OPTIMIZERS = ("sgd", "adam")
+ENGINES = ("auto", "fast", "reference")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
            torch.float64: torch.float64}
 
@@ -64,7 +68,8 @@ class Recording:
     seeds : tuple of int
         Seed of each trial (initial weights, minibatch order, dropout masks).
     settings : Mapping
-        The architecture's fields and every training option actually used.
+        The architecture's fields, every training option actually used, and the tracked pair's
+        ``dx_sq = ||x_j - x_i||^2`` and ``dy_target_sq = ||y_j - y_i||^2`` (what a fit needs).
     models : tuple of torch.nn.Module or None
         The trained networks, one per trial, if ``keep_models=True``.
     """
@@ -201,6 +206,7 @@ def train(
     dtype="float32",
     device="cpu",
     batched: bool = True,
+    engine: str = "auto",
     keep_models: bool = False,
     progress: bool = True,
 ) -> Recording:
@@ -241,6 +247,11 @@ def train(
     batched : bool, keyword-only
         Train ``"mlp"``/``"skip"`` trials as one batched computation (default); ``False`` loops over
         trials (conv and dropout always loop).
+    engine : {"auto", "fast", "reference"}, keyword-only
+        ``"auto"`` (default) trains with the hand-written SGD of :mod:`repalign.fastpath` where it
+        applies (batched ``"mlp"``/``"skip"``, SGD, full batch) and with the autograd loop otherwise;
+        ``"reference"`` always uses the autograd loop; ``"fast"`` demands the fast path and raises if
+        the configuration is not covered.
     keep_models : bool, keyword-only
         Return the trained networks in ``Recording.models``.
     progress : bool, keyword-only
@@ -254,7 +265,7 @@ def train(
     Raises
     ------
     ValueError
-        Non-positive ``lr``, ``epochs < 1``, unknown ``optimizer``, ``batch_size`` outside
+        Non-positive ``lr``, ``epochs < 1``, unknown ``optimizer`` or ``engine``, ``batch_size`` outside
         ``[1, n_points]``, bad ``pair``, ``layer``, ``seeds``, ``dtype`` or ``device``, or ``x``/``y``
         of the wrong shape.
 
@@ -315,6 +326,15 @@ def train(
     X = torch.tensor(x, dtype=tdtype, device=dev)
     Y = torch.tensor(y, dtype=tdtype, device=dev)
     use_batched = batched and arch.variant in ("mlp", "skip")
+    if engine not in ENGINES:
+        raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
+    fast_ok = fastpath.supports(variant=arch.variant, optimizer=optimizer, full_batch=full_batch,
+                                batched=use_batched)
+    if engine == "fast" and not fast_ok:
+        raise ValueError("`engine='fast'` covers only batched 'mlp'/'skip' networks with optimizer='sgd' "
+                         f"and full batches; got variant={arch.variant!r}, optimizer={optimizer!r}, "
+                         f"batch_size={batch_size!r}, batched={batched!r}. Use engine='auto'.")
+    use_fast = fast_ok and engine != "reference"
     recorder = _Recorder(len(seeds), epochs + 1, n_layers_total if spec == "all" else 0, Y.shape[1], Y,
                          (i, j), tdtype, dev)
     kw = dict(X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, optimizer=optimizer, batch_size=batch_size,
@@ -324,7 +344,11 @@ def train(
         if use_batched:
             model = build_batched(arch, seeds=seeds, input_dim=X.shape[1], output_dim=Y.shape[1],
                                   dtype=tdtype, device=dev)
-            _run(model, seeds=seeds, rows=slice(None), bar=bar, **kw)
+            if use_fast:
+                fastpath.run_sgd_full_batch(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs,
+                                            recorder=recorder, rows=slice(None), bar=bar)
+            else:
+                _run(model, seeds=seeds, rows=slice(None), bar=bar, **kw)
             models = tuple(model.trial(k) for k in range(len(seeds))) if keep_models else None
         else:
             models = []
@@ -343,7 +367,9 @@ def train(
     settings = MappingProxyType({
         **asdict(arch), "lr": lr, "epochs": epochs, "optimizer": optimizer, "batch_size": batch_size,
         "pair": (i, j), "layer": layers, "convention": convention, "dtype": str(tdtype).removeprefix("torch."),
-        "device": str(dev), "batched": use_batched, "n_points": n_points,
+        "device": str(dev), "batched": use_batched, "engine": "fast" if use_fast else "reference",
+        "n_points": n_points, "dx_sq": float(np.sum((x[j] - x[i]) ** 2)),
+        "dy_target_sq": float(np.sum((y[j] - y[i]) ** 2)),
     })
     return Recording(epochs=epochs_arr, dh_sq=dh, dy_sq=dy, w=w, loss=loss, mean_output=mean, layer=layers,
                      seeds=seeds, settings=settings, models=models)

@@ -1,0 +1,100 @@
+"""fastpath: the hand-written SGD path against the autograd reference (float64, tight tolerance), the
+activation derivatives against autograd, and the fallback for configurations it does not cover."""
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+import torch
+
+from repalign import data, fastpath, models, profiles
+from repalign.train import train
+
+D = data.two_point()
+XOR_X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+XOR_Y = np.array([[0.0], [1.0], [1.0], [0.0]])
+FIELDS = ("dh_sq", "dy_sq", "w", "loss", "mean_output")
+
+
+def assert_same(a, b, rtol=1e-9, atol=1e-12):
+    for f in FIELDS:
+        np.testing.assert_allclose(getattr(a, f), getattr(b, f), rtol=rtol, atol=atol, err_msg=f)
+
+
+@pytest.mark.parametrize("activation", sorted(models.ACTIVATIONS))
+def test_derivatives_equal_autograd(activation):
+    z = torch.linspace(-3, 3, 601, dtype=torch.float64).requires_grad_()
+    a = models.ACTIVATIONS[activation](z)
+    (expected,) = torch.autograd.grad(a.sum(), z)
+    d = fastpath.DERIVATIVES[activation](z.detach(), a.detach())
+    got = torch.ones_like(z) if d is None else d
+    np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-14, atol=1e-15)
+
+
+CASES = [  # (name, width, hidden layers, activation, gain, lr, seeds, layer)
+    ("default", 12, 6, "leaky_relu", 1.0, 0.05, (0, 1, 2), None),
+    ("default", 7, 3, "tanh", 1.2, 0.1, (3,), "all"),
+    ("default", 20, 5, "relu", 1.1, 0.05, (4, 5), 2),
+    ("default", 9, 8, "elu", 0.9, 0.05, (6, 7), None),
+    ("default", 16, 4, "silu", 1.7, 0.05, (8, 9, 10), "all"),
+    ("linear", 10, 2, "linear", 0.85, 0.05, (11,), 1),
+    ("skip_connections", 12, 7, "leaky_relu", 0.5, 0.05, (12, 13), "all"),
+    ("skip_connections", 8, 5, "tanh", 0.6, 0.05, (14,), 4),
+]
+
+
+@pytest.mark.parametrize("name, width, depth, activation, gain, lr, seeds, layer", CASES)
+def test_fast_path_equals_reference(name, width, depth, activation, gain, lr, seeds, layer):
+    arch = replace(profiles.TABLE1[name], width=width, hidden_layers=depth, activation=activation, gain=gain, lr=lr)
+    kw = dict(seeds=seeds, epochs=300, layer=layer, dtype="float64", progress=False, keep_models=True)
+    fast = train(arch, D.x, D.y, engine="fast", **kw)
+    ref = train(arch, D.x, D.y, engine="reference", **kw)
+    assert fast.settings["engine"] == "fast" and ref.settings["engine"] == "reference"
+    assert ref.loss[:, -1].max() < 0.5 * ref.loss[:, 0].min()  # the runs learned something to compare
+    assert_same(fast, ref)
+    for mf, mr in zip(fast.models, ref.models):  # and the final weights agree
+        for pf, pr in zip(mf.parameters(), mr.parameters()):
+            np.testing.assert_allclose(pf.detach().numpy(), pr.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_fast_path_on_more_points_and_outputs():
+    """XOR (4 points, 2 inputs) and a 3-dimensional output: the mean over points and the output sum."""
+    arch = replace(profiles.TABLE1["default"], width=10, hidden_layers=4, lr=0.1)
+    y3 = np.hstack([XOR_Y, 1 - XOR_Y, 0.5 * XOR_Y])
+    kw = dict(seeds=(0, 1), epochs=200, pair=(1, 3), dtype="float64", progress=False)
+    assert_same(train(arch, XOR_X, y3, engine="fast", **kw), train(arch, XOR_X, y3, engine="reference", **kw))
+
+
+def test_float32_fast_path_is_close_to_reference():
+    """In float32 the two paths round differently; over 200 epochs every recorded curve stays within
+    1e-3 of its own largest magnitude (w crosses zero, so a pointwise relative test would not apply)."""
+    arch = replace(profiles.TABLE1["default"], width=32, hidden_layers=6, lr=0.05)
+    kw = dict(seeds=(0,), epochs=200, progress=False)
+    fast, ref = (train(arch, D.x, D.y, engine=e, **kw) for e in ("fast", "reference"))
+    for f in FIELDS:
+        a, b = getattr(fast, f), getattr(ref, f)
+        assert np.max(np.abs(a - b)) <= 1e-3 * np.max(np.abs(b)), f
+
+
+@pytest.mark.parametrize("kwargs, why", [
+    (dict(optimizer="adam", lr=1e-3), "adam"),
+    (dict(batch_size=1), "minibatch"),
+    (dict(batched=False), "not batched"),
+])
+def test_uncovered_configurations_fall_back(kwargs, why):
+    arch = replace(profiles.TABLE1["default"], width=6, hidden_layers=3)
+    rec = train(arch, D.x, D.y, seeds=(0,), epochs=3, progress=False, **kwargs)
+    assert rec.settings["engine"] == "reference", why
+    with pytest.raises(ValueError, match="engine='fast'"):
+        train(arch, D.x, D.y, seeds=(0,), epochs=3, progress=False, engine="fast", **kwargs)
+
+
+@pytest.mark.parametrize("name", ["convolution", "dropout"])
+def test_conv_and_dropout_fall_back(name):
+    arch = replace(profiles.TABLE1[name], width=60, hidden_layers=2)
+    assert train(arch, D.x, D.y, seeds=(0,), epochs=2, progress=False).settings["engine"] == "reference"
+
+
+def test_bad_engine():
+    with pytest.raises(ValueError, match="`engine` must be one of auto, fast, reference"):
+        train(profiles.TABLE1["shallow"], D.x, D.y, epochs=1, engine="turbo", progress=False)
