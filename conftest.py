@@ -48,6 +48,15 @@ def pytest_configure(config):
         target = md.with_suffix(".ipynb")
         jupytext.write(jupytext.read(md), target)
         _GENERATED.append(target)
+    # `pytest book/02_universal_dynamics.md` means the notebook made from it
+    config.args[:] = [_as_notebook(arg) for arg in config.args]
+
+
+def _as_notebook(arg: str) -> str:
+    path, sep, rest = arg.partition("::")
+    if path.endswith(".md") and Path(path).is_file() and is_chapter(Path(path)):
+        return path[:-3] + ".ipynb" + sep + rest
+    return arg
 
 
 def pytest_unconfigure(config):

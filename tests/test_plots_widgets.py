@@ -57,3 +57,19 @@ def test_theory_explorer_builds_its_controls():
     sliders = [c for row in ui.children[:2] for c in row.children]
     assert {s.description for s in sliders} >= {"1/τ_h", "1/τ_y", "scale G"}
     plt.close("all")
+
+
+def test_overlay_draws_network_solid_and_theory_dashed_per_quantity():
+    fig, axes = plt.subplots(1, 2)
+    t = np.arange(100.0)
+    z = np.column_stack([t, 2 * t, -t])
+    plots.overlay(t, z, 0.9 * z, ax=axes[0], title="x")
+    lines = axes[0].get_lines()[:6]
+    for q, (net, th) in zip(("dh_sq", "dy_sq", "w"), zip(lines[::2], lines[1::2])):
+        assert net.get_color() == th.get_color() == plots.COLORS[q]
+        assert net.get_linestyle() == "-" and th.get_linestyle() == "--"
+    assert axes[0].get_xscale() == "symlog"
+    plots.quantity_legend(axes[1], quantities=("loss",), extra=[("ref", {"ls": ":"})])
+    texts = [t.get_text() for t in axes[1].get_legend().get_texts()]
+    assert texts[0] == plots.LABELS["loss"] and texts[-1] == "ref"
+    plt.close(fig)

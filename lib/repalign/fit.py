@@ -31,7 +31,7 @@ from scipy.optimize import least_squares, minimize_scalar
 from . import _validate as v
 from . import theory
 
-__all__ = ["RateFit", "LossFit", "fit_rates", "fit_rate_ybar", "normalised_error"]
+__all__ = ["RateFit", "LossFit", "fit_rates", "fit_rate_ybar", "fit_recording", "normalised_error"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -290,6 +290,37 @@ def fit_rates(
         projected=bool(np.any(z0 != z[0])),
         message=message,
     )
+
+
+def fit_recording(recording, *, layer_index: int | None = None, **kwargs) -> list[RateFit]:
+    """:func:`fit_rates` for every trial of a :class:`repalign.train.Recording`, one :class:`RateFit` each.
+
+    The pair's distances come from the recording (``settings["dx_sq"]`` and ``["dy_target_sq"]``) and
+    time is the epoch count. For a recording of several layers, ``layer_index`` picks the position in
+    ``recording.layer`` to fit. Other keyword arguments go to :func:`fit_rates`.
+
+    Examples
+    --------
+    >>> from dataclasses import replace
+    >>> from repalign import data, profiles, train
+    >>> d = data.two_point()
+    >>> arch = replace(profiles.TABLE1["shallow"], width=32)
+    >>> rec = train.train(arch, d.x, d.y, trials=2, epochs=3000, progress=False)
+    >>> [f.error < 0.1 for f in fit_recording(rec)]
+    [True, True]
+    """
+    z = recording.z
+    if z.ndim == 4:
+        if layer_index is None:
+            raise ValueError(f"`layer_index` is needed for a recording of layers {recording.layer}: "
+                             f"an integer in [0, {z.shape[2]})")
+        if not -z.shape[2] <= layer_index < z.shape[2]:
+            raise ValueError(f"`layer_index` must be in [0, {z.shape[2]}), got {layer_index}")
+        z = z[:, :, layer_index]
+    elif layer_index is not None:
+        raise ValueError("`layer_index` applies only to recordings of several layers (layer='all')")
+    s = recording.settings
+    return [fit_rates(recording.epochs, zk, s["dx_sq"], s["dy_target_sq"], **kwargs) for zk in z]
 
 
 def fit_rate_ybar(

@@ -10,7 +10,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["COLORS", "LABELS", "use_style", "trajectory", "three_panel", "stamp"]
+__all__ = ["COLORS", "LABELS", "use_style", "trajectory", "three_panel", "overlay", "quantity_legend", "stamp"]
 
 #: One colour per quantity across the book.
 COLORS = {
@@ -96,6 +96,41 @@ def three_panel(t, z_theory, *, z_network=None, t_network=None, axes=None, netwo
     if z_network is not None:
         axes[0].legend()
     return axes
+
+
+def overlay(t, z_network, z_theory, *, ax=None, title: str | None = None, log_time: bool = True):
+    """``dh_sq, dy_sq, w`` of a network (solid) and the theory (dashed) on one axis, as in Fig. 2.
+
+    ``log_time`` uses a symmetric-log time axis (linear below 10 epochs), which shows the plateau and
+    the fast transition of the rich regime on one scale.
+    """
+    ax = plt.gca() if ax is None else ax
+    z_network, z_theory = np.asarray(z_network), np.asarray(z_theory)
+    for i, q in enumerate(("dh_sq", "dy_sq", "w")):
+        trajectory(t, z_network[:, i], q, kind="network", ax=ax, lw=3.0, alpha=0.45)
+        trajectory(t, z_theory[:, i], q, kind="theory", ax=ax, lw=1.4)
+    if log_time:
+        ax.set_xscale("symlog", linthresh=10.0)
+        ax.set_xlim(0, float(np.max(t)))
+    ax.axhline(0.0, color=COLORS["reference"], lw=0.5)
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def quantity_legend(ax, *, quantities=("dh_sq", "dy_sq", "w"), extra=(), loc="center") -> None:
+    """A legend naming the quantities' colours and the two line styles, on a spare panel of a grid.
+
+    ``extra`` adds ``(label, line kwargs)`` entries, e.g. a reference line.
+    """
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=COLORS[q], lw=2.5, label=LABELS[q]) for q in quantities]
+    handles += [Line2D([], [], color="k", lw=3.0, alpha=0.45, label="network (solid)"),
+                Line2D([], [], color="k", lw=1.4, ls="--", label="theory, fitted rates (dashed)")]
+    handles += [Line2D([], [], label=label, **kw) for label, kw in extra]
+    ax.legend(handles=handles, loc=loc)
+    ax.set_axis_off()
 
 
 def stamp(fig, profile: str, seed: int | None = None) -> None:

@@ -1,0 +1,154 @@
+"""Two-point experiments in one call: train a Table 1 architecture, fit the theory, summarise.
+
+The chapters use :func:`run_two_point` for every architecture they show, so that "train and fit any
+Table 1 architecture" is one line, with the profile's settings (:func:`repalign.profiles.architecture`)
+applied and recorded.
+
+>>> from repalign import experiments
+>>> run = experiments.run_two_point("shallow", trials=2, epochs=2000, progress=False)  # doctest: +SKIP
+>>> run.summary()["error_median"] < 0.1  # doctest: +SKIP
+True
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from . import data, fit, profiles
+from .profiles import Architecture
+from .train import Recording, train
+
+__all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "summary_markdown"]
+
+
+@dataclass(frozen=True, eq=False)
+class TwoPointRun:
+    """One architecture trained on the two-point task with its fits.
+
+    Attributes
+    ----------
+    name : str
+        The Table 1 row.
+    arch : Architecture
+        The row as run (after the profile's reductions).
+    recording : Recording
+    fits : list of fit.RateFit
+        One per trial (eq. 7, two rates).
+    loss_fits : list of fit.LossFit
+        One per trial (eq. 9, the third rate, with the trial's fitted trajectory).
+    seconds : float
+        Wall time of training.
+    """
+
+    name: str
+    arch: Architecture
+    recording: Recording = field(repr=False)
+    fits: list = field(repr=False)
+    loss_fits: list = field(repr=False)
+    seconds: float
+
+    @property
+    def errors(self) -> np.ndarray:
+        return np.array([f.error for f in self.fits])
+
+    @property
+    def rates(self) -> np.ndarray:
+        """(trials, 3): ``rate_h, rate_y, rate_ybar`` of each trial."""
+        return np.array([[f.rate_h, f.rate_y, lf.rate_ybar] for f, lf in zip(self.fits, self.loss_fits)])
+
+    def summary(self) -> dict:
+        """Median, min and max fit error; mean and standard deviation of each rate over the trials."""
+        e, r = self.errors, self.rates
+        sd = r.std(axis=0, ddof=1) if len(r) > 1 else np.full(3, np.nan)
+        return {
+            "name": self.name, "trials": len(e), "width": self.arch.width, "lr": self.recording.settings["lr"],
+            "epochs": self.recording.n_records - 1, "optimizer": self.recording.settings["optimizer"],
+            "error_median": float(np.median(e)), "error_min": float(e.min()), "error_max": float(e.max()),
+            "rate_h": float(r[:, 0].mean()), "rate_h_sd": float(sd[0]),
+            "rate_y": float(r[:, 1].mean()), "rate_y_sd": float(sd[1]),
+            "rate_ybar": float(r[:, 2].mean()), "rate_ybar_sd": float(sd[2]),
+            "loss_error_median": float(np.median([lf.error for lf in self.loss_fits])),
+            "seconds": self.seconds,
+        }
+
+
+def run_two_point(
+    name: str,
+    *,
+    profile: str | None = None,
+    trials: int = 1,
+    seed: int = 0,
+    optimizer: str = "sgd",
+    lr: float | None = None,
+    epochs: int | None = None,
+    progress: bool = True,
+    **train_kwargs,
+) -> TwoPointRun:
+    """Train Table 1 row ``name`` on the two-point data (:data:`profiles.TWO_POINT`) and fit every trial.
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`profiles.TABLE1`.
+    profile : str, optional
+        ``quick`` or ``paper`` (default :func:`profiles.current`): which reductions apply.
+    trials, seed, optimizer, lr, epochs, progress
+        As :func:`repalign.train.train` (``lr`` and ``epochs`` default to the row as run).
+    **train_kwargs
+        Passed on to :func:`repalign.train.train` (``dtype``, ``device``, ``layer``, ...).
+    """
+    arch = profiles.architecture(name, profile)
+    d = data.two_point()
+    start = time.perf_counter()
+    rec = train(arch, d.x, d.y, trials=trials, seed=seed, optimizer=optimizer, lr=lr, epochs=epochs,
+                progress=progress, **train_kwargs)
+    seconds = time.perf_counter() - start
+    fits = fit.fit_recording(rec)
+    target_mean = 0.5 * (d.y[0] + d.y[1])
+    loss_fits = []
+    for k, f in enumerate(fits):
+        offset_sq = float(np.sum((rec.mean_output[k, 0] - target_mean) ** 2))
+        loss_fits.append(fit.fit_rate_ybar(rec.epochs, f.z_theory, rec.loss[k], d.dy_target_sq,
+                                           max(offset_sq, 1e-300)))
+    return TwoPointRun(name, arch, rec, fits, loss_fits, seconds)
+
+
+def plateau_loss(recording: Recording, trial: int = 0, *, settle: float = 1e-3) -> tuple[float, int]:
+    """The loss on the plateau: at the first record where the mean output has settled.
+
+    The plateau of eq. (9) is ``dy_target_sq / 8`` once the mean-output term has decayed and while
+    ``dy_sq`` and ``w`` are still near 0. The record used is the first whose mean-output term
+    ``1/2 ||ybar - ybar*||^2`` is below ``settle`` times ``dy_target_sq / 8``. Returns
+    ``(loss, record index)``; the index is the last record if the mean output never settles.
+    """
+    d = data.two_point()
+    s = recording.settings
+    mean = recording.mean_output[trial]
+    term = 0.5 * np.sum((mean - 0.5 * (d.y[0] + d.y[1])) ** 2, axis=-1)
+    below = np.nonzero(term < settle * s["dy_target_sq"] / 8)[0]
+    i = int(below[0]) if below.size else recording.n_records - 1
+    return float(recording.loss[trial, i]), i
+
+
+def summary_markdown(runs) -> str:
+    """A Markdown table of :meth:`TwoPointRun.summary` rows (rates as mean ± sd over trials)."""
+    head = ("| architecture | width | η | epochs | trials | fit error, median (min-max) | 1/τ_h | 1/τ_y "
+            "| τ_h/τ_y | 1/τ_ȳ | loss fit error |\n|---|---|---|---|---|---|---|---|---|---|---|")
+    lines = [head]
+    for run in runs:
+        s = run.summary()
+        ratio = run.rates[:, 1] / run.rates[:, 0]
+
+        def pm(m, sd):
+            return f"{m:.3g}" if not np.isfinite(sd) else f"{m:.3g} ± {sd:.2g}"
+        lines.append(
+            f"| {s['name']}{' (Adam)' if s['optimizer'] == 'adam' else ''} | {s['width']} | {s['lr']:.3g} | "
+            f"{s['epochs']} | {s['trials']} | {s['error_median']:.3f} ({s['error_min']:.3f}-{s['error_max']:.3f}) | "
+            f"{pm(s['rate_h'], s['rate_h_sd'])} | {pm(s['rate_y'], s['rate_y_sd'])} | "
+            f"{pm(ratio.mean(), ratio.std(ddof=1) if len(ratio) > 1 else np.nan)} | "
+            f"{pm(s['rate_ybar'], s['rate_ybar_sd'])} | {s['loss_error_median']:.3f} |")
+    return "\n".join(lines)
+
