@@ -37,8 +37,15 @@ def pytest_addoption(parser):
                      help="BOOK_PROFILE under which the chapters run (default: quick)")
 
 
+#: Per-cell time limit under the paper profile, whose training cells run for tens of minutes on a
+#: laptop (chapter 2 trains eleven Table 1 architectures with five seeds in one cell).
+PAPER_CELL_TIMEOUT = 4 * 3600
+
+
 def pytest_configure(config):
     os.environ["BOOK_PROFILE"] = config.getoption("--book-profile")
+    if os.environ["BOOK_PROFILE"] == "paper" and hasattr(config.option, "nbval_cell_timeout"):
+        config.option.nbval_cell_timeout = max(float(config.option.nbval_cell_timeout), PAPER_CELL_TIMEOUT)
     import jupytext
 
     found = chapters()

@@ -125,7 +125,9 @@ def run_sgd_full_batch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int,
                     g = g * d
             inp = x if i == 0 else hs[i - 1]
             if i > 0:  # input gradient from the weights before their update
-                back = torch.bmm(g, Ws[i].mT)
+                # g W^T, computed as (W g^T)^T: BLAS is several times faster on this form of the
+                # skinny product (measured: ~60 vs ~180 us for a 500 x 500 layer and two points)
+                back = torch.bmm(Ws[i], g.mT).mT.contiguous()
                 ga[i - 1] = back if ga[i - 1] is None else ga[i - 1] + back
             Ws[i].baddbmm_(inp.mT, g, alpha=-lr)
             bs[i].sub_(g.sum(1, keepdim=True), alpha=lr)
