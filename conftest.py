@@ -84,7 +84,16 @@ def _book_requested(config) -> list[Path]:
     return wanted
 
 
+#: Seconds nbval waits for each kernel message after a cell's reply. Its hard-coded 5 s failed once on
+#: a loaded 2-core CI machine after chapter 2's long training cell (whose progress bars send many
+#: messages), with all of the cell's work done; the wait bounds nothing about results.
+NBVAL_OUTPUT_TIMEOUT = 120
+
+
 def pytest_collection_modifyitems(session, config, items):
+    for item in items:
+        if hasattr(item, "output_timeout"):  # an nbval notebook cell
+            item.output_timeout = NBVAL_OUTPUT_TIMEOUT
     wanted = _book_requested(config)
     if not wanted:
         return

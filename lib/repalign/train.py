@@ -339,7 +339,7 @@ def train(
                          (i, j), tdtype, dev)
     kw = dict(X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, optimizer=optimizer, batch_size=batch_size,
               full_batch=full_batch, recorder=recorder)
-    with tqdm(total=epochs * (1 if use_batched else len(seeds)), disable=not progress,
+    with tqdm(total=epochs * (1 if use_batched else len(seeds)), disable=not progress, mininterval=0.5,
               desc=f"{arch.name} ({len(seeds)} trial{'s' * (len(seeds) > 1)})") as bar:
         if use_batched:
             model = build_batched(arch, seeds=seeds, input_dim=X.shape[1], output_dim=Y.shape[1],
