@@ -133,6 +133,10 @@ def plateau_loss(recording: Recording, trial: int = 0, *, settle: float = 1e-3) 
     return float(recording.loss[trial, i]), i
 
 
+def _mean_sd(m: float, sd: float) -> str:
+    return f"{m:.3g}" if not np.isfinite(sd) else f"{m:.3g} ± {sd:.2g}"
+
+
 def summary_markdown(runs) -> str:
     """A Markdown table of :meth:`TwoPointRun.summary` rows (rates as mean ± sd over trials)."""
     head = ("| architecture | width | η | epochs | trials | fit error, median (min-max) | 1/τ_h | 1/τ_y "
@@ -141,14 +145,11 @@ def summary_markdown(runs) -> str:
     for run in runs:
         s = run.summary()
         ratio = run.rates[:, 1] / run.rates[:, 0]
-
-        def pm(m, sd):
-            return f"{m:.3g}" if not np.isfinite(sd) else f"{m:.3g} ± {sd:.2g}"
         lines.append(
             f"| {s['name']}{' (Adam)' if s['optimizer'] == 'adam' else ''} | {s['width']} | {s['lr']:.3g} | "
             f"{s['epochs']} | {s['trials']} | {s['error_median']:.3f} ({s['error_min']:.3f}-{s['error_max']:.3f}) | "
-            f"{pm(s['rate_h'], s['rate_h_sd'])} | {pm(s['rate_y'], s['rate_y_sd'])} | "
-            f"{pm(ratio.mean(), ratio.std(ddof=1) if len(ratio) > 1 else np.nan)} | "
-            f"{pm(s['rate_ybar'], s['rate_ybar_sd'])} | {s['loss_error_median']:.3f} |")
+            f"{_mean_sd(s['rate_h'], s['rate_h_sd'])} | {_mean_sd(s['rate_y'], s['rate_y_sd'])} | "
+            f"{_mean_sd(ratio.mean(), ratio.std(ddof=1) if len(ratio) > 1 else np.nan)} | "
+            f"{_mean_sd(s['rate_ybar'], s['rate_ybar_sd'])} | {s['loss_error_median']:.3f} |")
     return "\n".join(lines)
 

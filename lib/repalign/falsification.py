@@ -21,6 +21,7 @@ time-rescaling symmetry of eq. (7); only the shape of the trajectories differs.
 
 from __future__ import annotations
 
+import functools
 import warnings
 from dataclasses import dataclass, field
 from types import MappingProxyType
@@ -36,48 +37,25 @@ from .fit import normalised_error
 __all__ = ["SYSTEMS", "SystemFit", "fit_system", "system_rhs"]
 
 
-def _true(h, d, w, X, R, b2):
-    return (-X * w,
-            -w * (R * h + X * d / h),
-            -0.5 * R * (3.0 * w - d + b2) * h - 0.5 * X * (d + w) * w / h)
+def _eq7(h, d, w, X, R, b2, *, dh=1.0, enc_dy=1.0, enc_w=1.0, dec_w=1.0, dy_in_w=-1.0):
+    """Eq. (7) with each term's factor exposed; the defaults give the true system."""
+    return (-dh * X * w,
+            -w * (R * h + enc_dy * X * d / h),
+            -0.5 * dec_w * R * (3.0 * w + dy_in_w * d + b2) * h - 0.5 * enc_w * X * (d + w) * w / h)
 
 
-def _flip_encoder_in_dy(h, d, w, X, R, b2):
-    dh, dd, dw = _true(h, d, w, X, R, b2)
-    return dh, -w * (R * h - X * d / h), dw
-
-
-def _double_dh(h, d, w, X, R, b2):
-    dh, dd, dw = _true(h, d, w, X, R, b2)
-    return 2.0 * dh, dd, dw
-
-
-def _flip_encoder_in_w(h, d, w, X, R, b2):
-    return (-X * w,
-            -w * (R * h + X * d / h),
-            -0.5 * R * (3.0 * w - d + b2) * h + 0.5 * X * (d + w) * w / h)
-
-
-def _double_decoder_in_w(h, d, w, X, R, b2):
-    return (-X * w,
-            -w * (R * h + X * d / h),
-            -R * (3.0 * w - d + b2) * h - 0.5 * X * (d + w) * w / h)
-
-
-def _flip_dy_in_w(h, d, w, X, R, b2):
-    return (-X * w,
-            -w * (R * h + X * d / h),
-            -0.5 * R * (3.0 * w + d + b2) * h - 0.5 * X * (d + w) * w / h)
+def _modified(**factors) -> Callable:
+    return functools.partial(_eq7, **factors)
 
 
 #: name -> (description, right-hand side ``f(h, d, w, X, R, dy_target_sq) -> (dh, dd, dw)``).
 SYSTEMS: MappingProxyType = MappingProxyType({
-    "eq. (7)": ("the true system", _true),
-    "flip X d/h in d(dy)": ("sign of the encoder term of d||dy||^2/dt flipped", _flip_encoder_in_dy),
-    "double d(dh)": ("d||dh||^2/dt doubled", _double_dh),
-    "flip X term in dw": ("sign of the encoder term of dw/dt flipped", _flip_encoder_in_w),
-    "double R term in dw": ("decoder term of dw/dt doubled", _double_decoder_in_w),
-    "flip -dy in dw": ("sign of ||dy||^2 inside the decoder term of dw/dt flipped", _flip_dy_in_w),
+    "eq. (7)": ("the true system", _eq7),
+    "flip X d/h in d(dy)": ("sign of the encoder term of d||dy||^2/dt flipped", _modified(enc_dy=-1.0)),
+    "double d(dh)": ("d||dh||^2/dt doubled", _modified(dh=2.0)),
+    "flip X term in dw": ("sign of the encoder term of dw/dt flipped", _modified(enc_w=-1.0)),
+    "double R term in dw": ("decoder term of dw/dt doubled", _modified(dec_w=2.0)),
+    "flip -dy in dw": ("sign of ||dy||^2 inside the decoder term of dw/dt flipped", _modified(dy_in_w=1.0)),
 })
 
 

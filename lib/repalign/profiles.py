@@ -13,7 +13,7 @@ grids and samples. Paper values live here and nowhere else.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
 from typing import Any, Mapping
 
@@ -191,7 +191,5 @@ def architecture(name: str, profile: str | None = None) -> Architecture:
     over = dict(_SETTINGS["universal"][profile]["overrides"].get(name, {}))
     if not over:
         return row
-    from dataclasses import replace
-
     factor = over.pop("lr_factor", 1.0)
     return replace(row, lr=row.lr * factor, **over)
