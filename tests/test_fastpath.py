@@ -1,5 +1,6 @@
-"""fastpath: the hand-written SGD path against the autograd reference (float64, tight tolerance), the
-activation derivatives against autograd, and the fallback for configurations it does not cover."""
+"""fastpath: both back ends of the hand-written SGD path (the compiled CPU kernel and the fused torch
+operations) against the autograd reference (float64, tight tolerance), the activation derivatives against
+autograd, and the fallback for configurations the fast path does not cover."""
 
 from dataclasses import replace
 
@@ -43,13 +44,14 @@ CASES = [  # (name, width, hidden layers, activation, gain, lr, seeds, layer)
 ]
 
 
+@pytest.mark.parametrize("backend", fastpath.BACKENDS)
 @pytest.mark.parametrize("name, width, depth, activation, gain, lr, seeds, layer", CASES)
-def test_fast_path_equals_reference(name, width, depth, activation, gain, lr, seeds, layer):
+def test_fast_path_equals_reference(name, width, depth, activation, gain, lr, seeds, layer, backend):
     arch = replace(profiles.TABLE1[name], width=width, hidden_layers=depth, activation=activation, gain=gain, lr=lr)
     kw = dict(seeds=seeds, epochs=300, layer=layer, dtype="float64", progress=False, keep_models=True)
-    fast = train(arch, D.x, D.y, engine="fast", **kw)
+    fast = train(arch, D.x, D.y, engine=backend, **kw)
     ref = train(arch, D.x, D.y, engine="reference", **kw)
-    assert fast.settings["engine"] == "fast" and ref.settings["engine"] == "reference"
+    assert fast.settings["engine"] == backend and ref.settings["engine"] == "reference"
     assert ref.loss[:, -1].max() < 0.5 * ref.loss[:, 0].min()  # the runs learned something to compare
     assert_same(fast, ref)
     for mf, mr in zip(fast.models, ref.models):  # and the final weights agree
@@ -57,20 +59,25 @@ def test_fast_path_equals_reference(name, width, depth, activation, gain, lr, se
             np.testing.assert_allclose(pf.detach().numpy(), pr.detach().numpy(), rtol=1e-9, atol=1e-12)
 
 
-def test_fast_path_on_more_points_and_outputs():
-    """XOR (4 points, 2 inputs) and a 3-dimensional output: the mean over points and the output sum."""
+@pytest.mark.parametrize("backend", fastpath.BACKENDS)
+@pytest.mark.parametrize("n_points", [3, 4])
+def test_fast_path_on_more_points_and_outputs(backend, n_points):
+    """XOR (4 points, 2 inputs; 3 of them to exercise an odd count) and a 3-dimensional output: the
+    mean over points and the output sum (the kernel's general, not its two-point, code)."""
     arch = replace(profiles.TABLE1["default"], width=10, hidden_layers=4, lr=0.1)
-    y3 = np.hstack([XOR_Y, 1 - XOR_Y, 0.5 * XOR_Y])
-    kw = dict(seeds=(0, 1), epochs=200, pair=(1, 3), dtype="float64", progress=False)
-    assert_same(train(arch, XOR_X, y3, engine="fast", **kw), train(arch, XOR_X, y3, engine="reference", **kw))
+    y3 = np.hstack([XOR_Y, 1 - XOR_Y, 0.5 * XOR_Y])[:n_points]
+    kw = dict(seeds=(0, 1), epochs=200, pair=(1, 2), dtype="float64", progress=False)
+    x = XOR_X[:n_points]
+    assert_same(train(arch, x, y3, engine=backend, **kw), train(arch, x, y3, engine="reference", **kw))
 
 
-def test_float32_fast_path_is_close_to_reference():
-    """In float32 the two paths round differently; over 200 epochs every recorded curve stays within
+@pytest.mark.parametrize("backend", fastpath.BACKENDS)
+def test_float32_fast_path_is_close_to_reference(backend):
+    """In float32 the paths round differently; over 200 epochs every recorded curve stays within
     1e-3 of its own largest magnitude (w crosses zero, so a pointwise relative test would not apply)."""
     arch = replace(profiles.TABLE1["default"], width=32, hidden_layers=6, lr=0.05)
     kw = dict(seeds=(0,), epochs=200, progress=False)
-    fast, ref = (train(arch, D.x, D.y, engine=e, **kw) for e in ("fast", "reference"))
+    fast, ref = (train(arch, D.x, D.y, engine=e, **kw) for e in (backend, "reference"))
     for f in FIELDS:
         a, b = getattr(fast, f), getattr(ref, f)
         assert np.max(np.abs(a - b)) <= 1e-3 * np.max(np.abs(b)), f
@@ -85,8 +92,9 @@ def test_uncovered_configurations_fall_back(kwargs, why):
     arch = replace(profiles.TABLE1["default"], width=6, hidden_layers=3)
     rec = train(arch, D.x, D.y, seeds=(0,), epochs=3, progress=False, **kwargs)
     assert rec.settings["engine"] == "reference", why
-    with pytest.raises(ValueError, match="engine='fast'"):
-        train(arch, D.x, D.y, seeds=(0,), epochs=3, progress=False, engine="fast", **kwargs)
+    for engine in ("fast", *fastpath.BACKENDS):
+        with pytest.raises(ValueError, match=f"engine='{engine}'` covers only"):
+            train(arch, D.x, D.y, seeds=(0,), epochs=3, progress=False, engine=engine, **kwargs)
 
 
 @pytest.mark.parametrize("name", ["convolution", "dropout"])
@@ -96,5 +104,34 @@ def test_conv_and_dropout_fall_back(name):
 
 
 def test_bad_engine():
-    with pytest.raises(ValueError, match="`engine` must be one of auto, fast, reference"):
+    with pytest.raises(ValueError, match="`engine` must be one of auto, fast, kernel, fused, reference"):
         train(profiles.TABLE1["shallow"], D.x, D.y, epochs=1, engine="turbo", progress=False)
+
+
+def test_auto_uses_the_kernel_on_the_cpu():
+    arch = replace(profiles.TABLE1["default"], width=6, hidden_layers=3)
+    assert train(arch, D.x, D.y, seeds=(0,), epochs=2, progress=False).settings["engine"] == "kernel"
+
+
+def test_bad_backend():
+    arch = replace(profiles.TABLE1["default"], width=6, hidden_layers=3)
+    model = models.build_batched(arch, seeds=(0,), dtype=torch.float64)
+    with pytest.raises(ValueError, match="`backend` must be one of kernel, fused"):
+        fastpath.run_sgd_full_batch(model, X=None, Y=None, spec=1, lr=0.1, epochs=1, recorder=None, rows=None,
+                                    bar=None, backend="numba")
+
+
+@pytest.mark.parametrize("activation", sorted(models.ACTIVATIONS))
+def test_kernel_activations_equal_torch(activation):
+    """The kernel's scalar activations and derivatives against torch and autograd."""
+    from repalign import _kernel
+
+    z = torch.linspace(-3, 3, 601, dtype=torch.float64).requires_grad_()
+    a = models.ACTIVATIONS[activation](z)
+    (expected,) = torch.autograd.grad(a.sum(), z)
+    code = _kernel.ACTIVATION_CODES[activation]
+    zs, av = z.detach().numpy(), a.detach().numpy()
+    got_a = np.array([_kernel._act(code, v) for v in zs])
+    got_d = np.array([_kernel._dact(code, v, w) for v, w in zip(zs, av)])
+    np.testing.assert_allclose(got_a, av, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(got_d, expected.numpy(), rtol=1e-14, atol=1e-15)

@@ -2,31 +2,42 @@
 
 :func:`repalign.train.train` uses this path for the common case of the book -- plain SGD, full batch,
 ``"mlp"`` or ``"skip"`` networks trained as one :class:`~repalign.models.BatchedMLP` -- and the
-autograd loop of :mod:`repalign.train` (``engine="reference"``) everywhere else. Both compute the same
+autograd loop of :mod:`repalign.train` (``engine="reference"``) everywhere else. All compute the same
 thing; ``tests/test_fastpath.py`` checks that they agree in float64 to rounding error.
 
-Why it is faster. With two data points every layer is a (2 x 500) @ (500 x 500) product: the work is
-reading the weights, not arithmetic. Autograd reads each weight matrix in the forward pass, again in
-the backward pass, writes a gradient of the same size and then reads weight and gradient again in
-the optimiser step. Here each layer's update ``W <- W - lr a^T g`` is a single in-place
-``baddbmm_`` (a rank-``n_points`` update with no gradient tensor), made right after the layer's
-input gradient ``g W^T`` has been taken from the not-yet-updated weights. That is the exact SGD step,
-with three passes over the weights per epoch instead of five, and about a quarter of the Python and
-dispatcher calls. ``benchmarks/train.py`` measures the gain.
+Two back ends (:data:`BACKENDS`):
 
-The derivatives of the activations are written out here (:data:`DERIVATIVES`); a test compares each
-with autograd.
+``"kernel"`` (CPU)
+    The compiled numba kernel of :mod:`repalign._kernel`: each weight row is read once in the
+    forward pass and read and written once in the backward pass, where the row's share of the input
+    gradient and its SGD update are taken in the same sweep. Trials run in parallel, one per core.
+    This reaches the memory floor (``benchmarks/train.py`` measures it).
+``"fused"`` (any device, CUDA included)
+    Torch operations: each layer's update ``W <- W - lr a^T g`` is a single in-place ``baddbmm_``
+    (no gradient tensor), made right after the layer's input gradient ``g W^T`` has been taken from
+    the not-yet-updated weights: three passes over the weights per epoch instead of autograd's five.
+    BLAS is slow on these skinny products, so on the CPU it is several times slower than the kernel.
+
+Why it matters. With two data points every layer is a (2 x 500) @ (500 x 500) product: the work is
+reading the weights, not arithmetic.
+
+The derivatives of the activations are written out here (:data:`DERIVATIVES`) and in the kernel; tests
+compare both with autograd.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+import numpy as np
 import torch
 
 from .models import ACTIVATIONS, BatchedMLP
 
-__all__ = ["DERIVATIVES", "supports", "run_sgd_full_batch"]
+__all__ = ["DERIVATIVES", "BACKENDS", "supports", "default_backend", "run_sgd_full_batch"]
+
+#: The fast path's back ends: the compiled CPU kernel and the fused torch operations.
+BACKENDS = ("kernel", "fused")
 
 _LEAKY_SLOPE = 0.01  # torch's default negative slope, used by models.ACTIVATIONS["leaky_relu"]
 
@@ -74,15 +85,59 @@ def supports(*, variant: str, optimizer: str, full_batch: bool, batched: bool) -
     return variant in ("mlp", "skip") and optimizer == "sgd" and full_batch and batched
 
 
+def default_backend(device: torch.device) -> str:
+    """``"kernel"`` on the CPU, ``"fused"`` elsewhere (the kernel cannot reach GPU memory)."""
+    return "kernel" if torch.device(device).type == "cpu" else "fused"
+
+
 @torch.no_grad()
-def run_sgd_full_batch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, recorder, rows, bar) -> None:
+def run_sgd_full_batch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, recorder, rows, bar,
+                       backend: str = "fused") -> None:
     """Train ``model`` in place for ``epochs`` full-batch SGD steps, filling ``recorder`` like the reference.
 
     Record ``e`` is taken from the forward pass of epoch ``e`` (before its update), the last record
     after the final update -- exactly what :func:`repalign.train.train` records on its reference path.
+    ``backend`` is one of :data:`BACKENDS`; ``"kernel"`` needs the model on the CPU.
     """
     if not isinstance(model, BatchedMLP):
         raise TypeError(f"`model` must be a BatchedMLP, got {type(model).__name__}")
+    if backend not in BACKENDS:
+        raise ValueError(f"`backend` must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if backend == "kernel":
+        if X.device.type != "cpu":
+            raise ValueError(f"`backend='kernel'` runs on the CPU only; the data are on {X.device}. "
+                             "Use backend='fused'.")
+        return _run_kernel(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder, rows=rows,
+                           bar=bar)
+    return _run_fused(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder, rows=rows, bar=bar)
+
+
+#: Epochs per kernel call: the progress bar advances between calls (the call overhead is ~0.1 ms).
+KERNEL_CHUNK = 50
+
+
+def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar):
+    from . import _kernel  # numba is imported (and the kernel compiled or loaded) on first use
+
+    Ws, bs = _kernel.as_lists(model.weights, model.biases)
+    dtype = Ws[0].dtype
+    x = X.numpy().astype(dtype, copy=False)
+    y = Y.numpy().astype(dtype, copy=False)
+    T, L = model.trials, model.n_hidden
+    rec = np.arange(L) if spec == "all" else np.array([spec - 1])
+    outs = np.empty((T, epochs + 1) + y.shape, dtype)
+    dh = np.empty((T, epochs + 1, len(rec)), dtype)
+    code = _kernel.ACTIVATION_CODES[model.activation]
+    _kernel.set_threads(T, torch.get_num_threads())
+    i, j = recorder.i, recorder.j
+    for start in range(0, epochs, KERNEL_CHUNK):
+        stop = min(start + KERNEL_CHUNK, epochs)
+        _kernel.run(Ws, bs, x, y, code, model.skip, dtype.type(lr), start, stop, stop == epochs, i, j, rec, outs, dh)
+        bar.update(stop - start)
+    recorder.record_block(rows, torch.from_numpy(outs), torch.from_numpy(dh if spec == "all" else dh[..., 0]))
+
+
+def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar):
     act = ACTIVATIONS[model.activation]
     deriv = DERIVATIVES[model.activation]
     skip = model.skip

@@ -19,7 +19,8 @@ initial network, so theory time equals the epoch count.
 Plain ``"mlp"`` and ``"skip"`` rows train all trials together as one :class:`~repalign.models.BatchedMLP`
 (``torch.baddbmm`` over a leading trial axis; the summed loss gives each trial its own gradient); trial
 ``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. With plain SGD and full
-batches those trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine="auto"``);
+batches those trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine="auto"``:
+a compiled kernel on the CPU, fused torch operations on a GPU);
 ``engine="reference"`` selects the autograd loop, against which the fast path is tested. In full-batch
 training without dropout the recorded quantities come from the training forward pass itself. ``"conv"`` and
 ``"dropout"`` rows train the trials one after another; dropout records need a separate eval-mode pass.
@@ -44,7 +45,7 @@ from .profiles import Architecture
 __all__ = ["Recording", "train", "OPTIMIZERS", "ENGINES"]
 
 OPTIMIZERS = ("sgd", "adam")
-ENGINES = ("auto", "fast", "reference")
+ENGINES = ("auto", "fast", "kernel", "fused", "reference")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
            torch.float64: torch.float64}
 
@@ -115,6 +116,7 @@ class _Recorder:
 
     def __init__(self, trials, n_records, n_layers, output_dim, y, pair, dtype, device):
         self.i, self.j = pair
+        self.y = y
         self.dtarget = y[self.j] - y[self.i]  # (output_dim,)
         shape = (trials, n_records)
         kw = dict(dtype=dtype, device=device)
@@ -137,6 +139,19 @@ class _Recorder:
             self.dh[rows, e] = torch.stack([(h[:, j] - h[:, i]).square().sum(-1) for h in hs], -1)
         else:
             self.dh[rows, e] = (hs[:, j] - hs[:, i]).square().sum(-1)
+
+    @torch.no_grad()
+    def record_block(self, rows, outs, dh):
+        """Write all epochs of trials ``rows`` at once: ``outs`` (T, n_records, N, O) and ``dh`` (T,
+        n_records) or (T, n_records, n_layers), as computed by the compiled kernel."""
+        i, j = self.i, self.j
+        dout = outs[:, :, j] - outs[:, :, i]
+        dy = dout.square().sum(-1)
+        self.dy[rows] = dy
+        self.w[rows] = dy - (dout * self.dtarget).sum(-1)
+        self.mean[rows] = 0.5 * (outs[:, :, i] + outs[:, :, j])
+        self.loss[rows] = _loss(outs, self.y)
+        self.dh[rows] = dh
 
     def arrays(self):
         out = []
@@ -247,11 +262,13 @@ def train(
     batched : bool, keyword-only
         Train ``"mlp"``/``"skip"`` trials as one batched computation (default); ``False`` loops over
         trials (conv and dropout always loop).
-    engine : {"auto", "fast", "reference"}, keyword-only
+    engine : {"auto", "fast", "kernel", "fused", "reference"}, keyword-only
         ``"auto"`` (default) trains with the hand-written SGD of :mod:`repalign.fastpath` where it
-        applies (batched ``"mlp"``/``"skip"``, SGD, full batch) and with the autograd loop otherwise;
-        ``"reference"`` always uses the autograd loop; ``"fast"`` demands the fast path and raises if
-        the configuration is not covered.
+        applies (batched ``"mlp"``/``"skip"``, SGD, full batch) -- the compiled kernel on the CPU, the
+        fused torch operations on a GPU -- and with the autograd loop otherwise. ``"reference"``
+        always uses the autograd loop. ``"fast"`` demands the fast path (either back end) and raises if
+        the configuration is not covered; ``"kernel"`` and ``"fused"`` demand that back end.
+        ``Recording.settings["engine"]`` says which of ``"kernel"``, ``"fused"``, ``"reference"`` ran.
     keep_models : bool, keyword-only
         Return the trained networks in ``Recording.models``.
     progress : bool, keyword-only
@@ -330,11 +347,14 @@ def train(
         raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
     fast_ok = fastpath.supports(variant=arch.variant, optimizer=optimizer, full_batch=full_batch,
                                 batched=use_batched)
-    if engine == "fast" and not fast_ok:
-        raise ValueError("`engine='fast'` covers only batched 'mlp'/'skip' networks with optimizer='sgd' "
+    if engine in ("fast", "kernel", "fused") and not fast_ok:
+        raise ValueError(f"`engine={engine!r}` covers only batched 'mlp'/'skip' networks with optimizer='sgd' "
                          f"and full batches; got variant={arch.variant!r}, optimizer={optimizer!r}, "
                          f"batch_size={batch_size!r}, batched={batched!r}. Use engine='auto'.")
     use_fast = fast_ok and engine != "reference"
+    backend = engine if engine in fastpath.BACKENDS else fastpath.default_backend(dev)
+    if use_fast and backend == "kernel" and dev.type != "cpu":
+        raise ValueError(f"`engine='kernel'` runs on the CPU only, got device={device!r}; use engine='fused'")
     recorder = _Recorder(len(seeds), epochs + 1, n_layers_total if spec == "all" else 0, Y.shape[1], Y,
                          (i, j), tdtype, dev)
     kw = dict(X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, optimizer=optimizer, batch_size=batch_size,
@@ -346,7 +366,7 @@ def train(
                                   dtype=tdtype, device=dev)
             if use_fast:
                 fastpath.run_sgd_full_batch(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs,
-                                            recorder=recorder, rows=slice(None), bar=bar)
+                                            recorder=recorder, rows=slice(None), bar=bar, backend=backend)
             else:
                 _run(model, seeds=seeds, rows=slice(None), bar=bar, **kw)
             models = tuple(model.trial(k) for k in range(len(seeds))) if keep_models else None
@@ -367,7 +387,7 @@ def train(
     settings = MappingProxyType({
         **asdict(arch), "lr": lr, "epochs": epochs, "optimizer": optimizer, "batch_size": batch_size,
         "pair": (i, j), "layer": layers, "convention": convention, "dtype": str(tdtype).removeprefix("torch."),
-        "device": str(dev), "batched": use_batched, "engine": "fast" if use_fast else "reference",
+        "device": str(dev), "batched": use_batched, "engine": backend if use_fast else "reference",
         "n_points": n_points, "dx_sq": float(np.sum((x[j] - x[i]) ** 2)),
         "dy_target_sq": float(np.sum((y[j] - y[i]) ** 2)),
     })
