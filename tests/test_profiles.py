@@ -56,3 +56,12 @@ def test_table1_has_every_row_of_the_paper():
     assert t["elu"].lr == 0.00045 and t["swish"].gain == 1.7 and t["narrow"].width == 50
     assert {r.variant for r in t.values()} == {"mlp", "conv", "skip", "dropout"}
     assert all(r.epochs == 6000 for r in t.values())
+
+
+def test_table2_has_every_row_of_the_paper():
+    t = profiles.TABLE2
+    assert len(t) == 8
+    assert (t["xor_high"].gain, t["xor_high"].lr, t["xor_high"].epochs) == (2.0, 3e-9, 1000)
+    assert (t["xor_2_layers"].hidden_layers, t["xor_2_layers"].epochs, t["xor_2_layers"].gain) == (1, 40000, 0.0015)
+    assert (t["mnist"].activation, t["mnist"].width, t["mnist"].hidden_layers, t["mnist"].lr) == ("leaky_relu", 100, 4, 0.002)
+    assert {r.activation for r in t.values() if r.name.startswith("blobs")} == {"tanh"}
