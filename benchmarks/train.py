@@ -1,6 +1,6 @@
-"""Training speed on the two-point task, in ms per trial-epoch, with ratios measured in the same run.
+"""Training speed, in ms per trial-epoch, with ratios measured in the same run.
 
-    python benchmarks/train.py [--arch default] [--epochs 100] [--trials 1 4] [--threads N]
+    python benchmarks/train.py [--arch default] [--epochs 200] [--trials 1 2 4] [--threads N] [--no-mnist]
 
 Times, for one Table 1 architecture (float32, full batch, plain SGD, recording ||dh||^2, ||dy||^2, w
 and the loss every epoch):
@@ -9,15 +9,17 @@ and the loss every epoch):
   mode and re-run forward passes on both points to read the tracked quantities (``.item()`` each),
   then a training forward pass, ``backward`` and ``optimizer.step``. One trial.
 * ``reference``: ``repalign.train.train(engine="reference")``, the autograd loop that records from the
-  training forward pass, for each trial count.
-* ``fast``: ``repalign.train.train()`` (``engine="auto"``, the hand-written fused SGD of
-  ``repalign.fastpath``), for each trial count.
+  training forward pass.
+* ``fused``: ``engine="fused"``, the fast path's torch back end (in-place ``baddbmm_`` updates).
+* ``kernel``: ``engine="kernel"``, the compiled numba kernel that ``engine="auto"`` uses on the CPU
+  (trials run in parallel, one per core).
 
-and prints ms per trial-epoch with each row's speed-up over the naive loop. The memory floor of the
-issue (each epoch must read the weights twice and update them once) is estimated from this machine's
-measured copy bandwidth on a buffer the size of the weights, and printed for comparison. Then: the time
-of one rate fit (``repalign.fit.fit_rates`` on a 6000-epoch recording) and the implied time of the
-two-point part of the paper profile at the fastest measured throughput.
+each for every trial count, and prints ms per trial-epoch with the speed-up over the naive loop and the
+ratio to the memory floor. The floor (each epoch must read the weights twice and update them once)
+is measured as a kernel that does just that memory traffic and nothing else, with the same threads. Then: the time of one rate fit (``repalign.fit.fit_rates`` on a 6000-epoch recording),
+one MNIST epoch at batch 64 for the Table 2 network (784-100-100-100-100-10, random data of MNIST's
+shape: the time does not depend on the pixel values), and the implied two-point part of the paper
+profile at the fastest measured throughput.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import numba
+import numpy as np
 import torch
 
 from repalign import data, fit, models, profiles, train
@@ -57,56 +61,92 @@ def naive(arch, d, epochs: int, seed: int = 0) -> None:
 
 
 def per_trial_epoch(fn, epochs: int, trials: int, repeats: int) -> float:
-    """Best of ``repeats`` runs, in ms per trial-epoch (network construction included)."""
+    """Throughput in ms per trial-epoch: ``fn(epochs)`` minus ``fn(1)`` (best of ``repeats`` each), so
+    that building the networks (~0.1 s per 20 x 500 trial) is not counted as training."""
+    def best(e):
+        out = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            fn(e)
+            out = min(out, time.perf_counter() - start)
+        return out
+
+    return 1e3 * (best(epochs) - best(1)) / ((epochs - 1) * trials)
+
+
+@numba.njit(parallel=True, fastmath={"reassoc"})
+def _two_reads_one_write(W, c):
+    """Per trial (in parallel): read every weight (a sum), then read and write every weight."""
+    acc = np.zeros(W.shape[0], W.dtype)
+    for t in numba.prange(W.shape[0]):
+        s = W[t, 0] * 0
+        for k in range(W.shape[1]):
+            s += W[t, k]
+        for k in range(W.shape[1]):
+            W[t, k] = W[t, k] * c
+        acc[t] = s
+    return acc
+
+
+def floor_ms(arch, trials: int = 4, repeats: int = 20) -> float:
+    """Memory floor per trial-epoch: the least memory traffic of one SGD epoch -- read all weights twice
+    (forward, backward) and write them once (update) -- measured as a numba kernel that reads each
+    trial's weights once and then reads and writes them once (2 reads + 1 write), ``trials`` trials in
+    parallel on all threads, as the kernel runs. Best of ``repeats``."""
+    n = sum(p.numel() for p in models.build(arch, seed=0).parameters())
+    W = np.ones((trials, n), np.float32)
+    _two_reads_one_write(W, np.float32(1.0))
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        fn()
+        _two_reads_one_write(W, np.float32(1.0))
         best = min(best, time.perf_counter() - start)
-    return 1e3 * best / (epochs * trials)
+    return 1e3 * best / trials
 
 
-def floor_ms(arch) -> float:
-    """Memory floor per trial-epoch: read all weights twice and read+write them once (4 passes)."""
-    n = sum(p.numel() for p in models.build(arch, seed=0).parameters())
-    buf = torch.empty(n)
-    dst = torch.empty(n)
-    dst.copy_(buf)
+def mnist_epoch_s(trials: int, repeats: int) -> float:
+    """Seconds for one epoch (60000 images, batch 64) of the Table 2 MNIST network, ``trials`` at once."""
+    arch = profiles.TABLE2["mnist"]
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(60000, 784, generator=g).numpy()
+    y = torch.nn.functional.one_hot(torch.randint(0, 10, (60000,), generator=g), 10).double().numpy()
     best = float("inf")
-    for _ in range(20):
+    for _ in range(repeats):
         start = time.perf_counter()
-        dst.copy_(buf)  # one read + one write = 2 passes
+        train.train(arch, x, y, trials=trials, epochs=1, batch_size=64, progress=False)
         best = min(best, time.perf_counter() - start)
-    return 1e3 * best * 2  # 4 passes
+    return best
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", default="default", choices=sorted(profiles.TABLE1))
-    parser.add_argument("--epochs", type=int, default=100)
-    parser.add_argument("--trials", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--epochs", type=int, default=200)
+    parser.add_argument("--trials", type=int, nargs="+", default=[1, 2, 4])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    parser.add_argument("--no-mnist", action="store_true", help="skip the MNIST epoch timing")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     arch, d = profiles.TABLE1[args.arch], data.two_point()
     E = args.epochs
     print(f"{arch.name}: {arch.hidden_layers} hidden layers x {arch.width} units, {E} epochs, float32, "
-          f"{torch.get_num_threads()} torch threads")
-    train.train(arch, d.x, d.y, trials=1, epochs=2, progress=False)  # warm-up
+          f"{torch.get_num_threads()} threads")
+    for engine in ("kernel", "fused"):  # warm-up (the kernel compiles or loads from its cache here)
+        train.train(arch, d.x, d.y, trials=1, epochs=2, progress=False, engine=engine)
 
-    rows = [("naive loop (1 trial)", per_trial_epoch(lambda: naive(arch, d, E), E, 1, args.repeats))]
-    for engine in ("reference", "auto"):
+    rows = [("naive loop (1 trial)", per_trial_epoch(lambda e: naive(arch, d, e), E, 1, args.repeats))]
+    for engine in ("reference", "fused", "kernel"):
         for T in args.trials:
-            ms = per_trial_epoch(lambda: train.train(arch, d.x, d.y, trials=T, epochs=E, engine=engine,
+            ms = per_trial_epoch(lambda e: train.train(arch, d.x, d.y, trials=T, epochs=e, engine=engine,
                                                      progress=False), E, T, args.repeats)
-            rows.append((f"{'fast' if engine == 'auto' else engine} ({T} trial{'s' * (T > 1)})", ms))
+            rows.append((f"{engine} ({T} trial{'s' * (T > 1)})", ms))
     base = rows[0][1]
     floor = floor_ms(arch)
     for name, ms in rows:
         print(f"  {name:24s} {ms:8.2f} ms per trial-epoch   x{base / ms:5.1f} vs naive   "
-              f"{ms / floor:5.1f} x floor")
+              f"{ms / floor:5.2f} x floor")
     print(f"  {'memory floor (estimate)':24s} {floor:8.2f} ms per trial-epoch")
 
     rec = train.train(arch, d.x, d.y, trials=1, epochs=min(arch.epochs, 6000), progress=False)
@@ -114,6 +154,12 @@ def main() -> None:
     f = fit.fit_rates(rec.epochs, rec.z[0], d.dx_sq, d.dy_target_sq)
     fit_s = time.perf_counter() - start
     print(f"fit_rates on {rec.n_records} records: {fit_s:.3f} s (error {f.error:.3g})")
+
+    if not args.no_mnist:
+        for T in (1, 4):
+            s = mnist_epoch_s(T, 1)
+            print(f"MNIST epoch (batch 64, Table 2 network, {T} trial{'s' * (T > 1)} at once): {s:.2f} s, "
+                  f"{s / T:.2f} s per trial-epoch")
 
     best = min(ms for _, ms in rows)
     trial_epochs = sum(a.epochs for a in profiles.TABLE1.values())
