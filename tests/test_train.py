@@ -221,3 +221,38 @@ def test_table1_default_full_size_batched_equals_looped():
     a, b = train(arch, D.x, D.y, **kw), train(arch, D.x, D.y, batched=False, **kw)
     assert a.layer == 11 and a.z.shape == (2, 21, 3)
     assert_same(a, b, rtol=1e-4, atol=1e-6)  # float32
+
+
+@pytest.mark.parametrize("engine", ["kernel", "fused", "reference"])
+def test_stop_loss_ends_training_at_the_first_check_below_it(engine):
+    arch = replace(profiles.TABLE1["shallow"], width=20, lr=0.05)
+    full = train(arch, D.x, D.y, seeds=(0, 1), epochs=1500, dtype="float64", progress=False, engine=engine)
+    stop = float(np.median(full.loss[:, 700]))  # reached by both trials somewhere after epoch 700
+    rec = train(arch, D.x, D.y, seeds=(0, 1), epochs=1500, dtype="float64", progress=False, engine=engine,
+                stop_loss=stop)
+    n = rec.n_records - 1
+    below = (full.loss < stop).all(0)
+    expected = next(e + 1 for e in range(49, 1500, 50) if below[e])  # first check with every trial below
+    assert n == expected < 1500
+    assert rec.settings["epochs_trained"] == (n, n)
+    np.testing.assert_allclose(rec.dh_sq, full.dh_sq[:, :n + 1], rtol=1e-12)  # same run, just shorter
+    np.testing.assert_allclose(rec.loss, full.loss[:, :n + 1], rtol=1e-12)
+
+
+def test_stop_loss_per_trial_when_trials_train_one_at_a_time():
+    arch = replace(profiles.TABLE1["shallow"], width=20, lr=0.05)
+    kw = dict(seeds=(0, 1, 2), epochs=1500, dtype="float64", progress=False, batched=False)
+    full = train(arch, D.x, D.y, **kw)
+    stop = float(np.median(full.loss[:, 700]))
+    rec = train(arch, D.x, D.y, stop_loss=stop, **kw)
+    ran = rec.settings["epochs_trained"]
+    assert len(set(ran)) > 1 and rec.n_records == max(ran) + 1  # the trials stopped at different epochs
+    for k, n in enumerate(ran):
+        assert (rec.loss[k, n:] == rec.loss[k, n]).all()  # a stopped trial holds its last record
+        np.testing.assert_allclose(rec.loss[k, :n + 1], full.loss[k, :n + 1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("bad", [0, -1e-3, float("nan"), "low"])
+def test_bad_stop_loss(bad):
+    with pytest.raises(ValueError, match="`stop_loss` must be a positive number"):
+        train(profiles.TABLE1["shallow"], D.x, D.y, epochs=1, stop_loss=bad, progress=False)

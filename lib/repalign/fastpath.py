@@ -92,12 +92,15 @@ def default_backend(device: torch.device) -> str:
 
 @torch.no_grad()
 def run_sgd_full_batch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, recorder, rows, bar,
-                       backend: str = "fused") -> None:
+                       backend: str = "fused", stop=None) -> int:
     """Train ``model`` in place for ``epochs`` full-batch SGD steps, filling ``recorder`` like the reference.
 
     Record ``e`` is taken from the forward pass of epoch ``e`` (before its update), the last record
     after the final update -- exactly what :func:`repalign.train.train` records on its reference path.
-    ``backend`` is one of :data:`BACKENDS`; ``"kernel"`` needs the model on the CPU.
+    ``backend`` is one of :data:`BACKENDS`; ``"kernel"`` needs the model on the CPU. ``stop(e)``
+    (optional), called after the record of epoch ``e`` is written, ends training after that epoch when
+    it returns true (the kernel asks only at the end of each chunk of :data:`KERNEL_CHUNK` epochs).
+    Returns the number of epochs trained; the final record is written at that index.
     """
     if not isinstance(model, BatchedMLP):
         raise TypeError(f"`model` must be a BatchedMLP, got {type(model).__name__}")
@@ -108,15 +111,16 @@ def run_sgd_full_batch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int,
             raise ValueError(f"`backend='kernel'` runs on the CPU only; the data are on {X.device}. "
                              "Use backend='fused'.")
         return _run_kernel(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder, rows=rows,
-                           bar=bar)
-    return _run_fused(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder, rows=rows, bar=bar)
+                           bar=bar, stop=stop)
+    return _run_fused(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder, rows=rows, bar=bar,
+                      stop=stop)
 
 
 #: Epochs per kernel call: the progress bar advances between calls (the call overhead is ~0.1 ms).
 KERNEL_CHUNK = 50
 
 
-def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar):
+def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
     from . import _kernel  # numba is imported (and the kernel compiled or loaded) on first use
 
     Ws, bs = _kernel.as_lists(model.weights, model.biases)
@@ -130,14 +134,24 @@ def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar):
     code = _kernel.ACTIVATION_CODES[model.activation]
     _kernel.set_threads(T, torch.get_num_threads())
     i, j = recorder.i, recorder.j
-    for start in range(0, epochs, KERNEL_CHUNK):
-        stop = min(start + KERNEL_CHUNK, epochs)
-        _kernel.run(Ws, bs, x, y, code, model.skip, dtype.type(lr), start, stop, stop == epochs, i, j, rec, outs, dh)
-        bar.update(stop - start)
-    recorder.record_block(rows, torch.from_numpy(outs), torch.from_numpy(dh if spec == "all" else dh[..., 0]))
+    start = 0
+    while start < epochs:
+        end = min(start + KERNEL_CHUNK, epochs)
+        _kernel.run(Ws, bs, x, y, code, model.skip, dtype.type(lr), start, end, False, i, j, rec, outs, dh)
+        bar.update(end - start)
+        start = end
+        if stop is not None and start < epochs:
+            recorder.record_block(rows, torch.from_numpy(outs[:, :end]),
+                                  torch.from_numpy(dh[:, :end] if spec == "all" else dh[:, :end, 0]))
+            if stop(end - 1):
+                break
+    _kernel.run(Ws, bs, x, y, code, model.skip, dtype.type(lr), start, start, True, i, j, rec, outs, dh)
+    n = start + 1
+    recorder.record_block(rows, torch.from_numpy(outs[:, :n]), torch.from_numpy(dh[:, :n] if spec == "all" else dh[:, :n, 0]))
+    return start
 
 
-def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar):
+def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
     act = ACTIVATIONS[model.activation]
     deriv = DERIVATIVES[model.activation]
     skip = model.skip
@@ -187,5 +201,9 @@ def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar):
             Ws[i].baddbmm_(inp.mT, g, alpha=-lr)
             bs[i].sub_(g.sum(1, keepdim=True), alpha=lr)
         bar.update(1)
+        if stop is not None and stop(e):
+            epochs = e + 1
+            break
     out, _, _, hs = forward()
     record(epochs, out, hs)
+    return epochs

@@ -142,16 +142,26 @@ class _Recorder:
 
     @torch.no_grad()
     def record_block(self, rows, outs, dh):
-        """Write all epochs of trials ``rows`` at once: ``outs`` (T, n_records, N, O) and ``dh`` (T,
-        n_records) or (T, n_records, n_layers), as computed by the compiled kernel."""
+        """Write records ``0 .. k-1`` of trials ``rows`` at once: ``outs`` (T, k, N, O) and ``dh`` (T, k)
+        or (T, k, n_layers), as computed by the compiled kernel."""
         i, j = self.i, self.j
+        k = slice(0, outs.shape[1])
         dout = outs[:, :, j] - outs[:, :, i]
         dy = dout.square().sum(-1)
-        self.dy[rows] = dy
-        self.w[rows] = dy - (dout * self.dtarget).sum(-1)
-        self.mean[rows] = 0.5 * (outs[:, :, i] + outs[:, :, j])
-        self.loss[rows] = _loss(outs, self.y)
-        self.dh[rows] = dh
+        self.dy[rows, k] = dy
+        self.w[rows, k] = dy - (dout * self.dtarget).sum(-1)
+        self.mean[rows, k] = 0.5 * (outs[:, :, i] + outs[:, :, j])
+        self.loss[rows, k] = _loss(outs, self.y)
+        self.dh[rows, k] = dh
+
+    def hold(self, rows, last):
+        """Training of ``rows`` stopped after ``last`` epochs: the later records repeat record ``last``."""
+        for t in (self.dh, self.dy, self.w, self.loss, self.mean):
+            t[rows, last + 1:] = t[rows, last:last + 1]
+
+    def truncate(self, n_records):
+        for name in ("dh", "dy", "w", "loss", "mean"):
+            setattr(self, name, getattr(self, name)[:, :n_records])
 
     def arrays(self):
         out = []
@@ -224,6 +234,7 @@ def train(
     engine: str = "auto",
     keep_models: bool = False,
     progress: bool = True,
+    stop_loss: float | None = None,
 ) -> Recording:
     """Train ``trials`` independent networks of ``arch`` on ``(x, y)`` and record every epoch.
 
@@ -273,6 +284,12 @@ def train(
         Return the trained networks in ``Recording.models``.
     progress : bool, keyword-only
         Show a tqdm progress bar.
+    stop_loss : float, optional, keyword-only
+        Stop early once the loss of every trial trained together is below ``stop_loss`` (checked every
+        :data:`repalign.fastpath.KERNEL_CHUNK` epochs, after that epoch's update). A trial that stopped
+        earlier than others (conv and dropout trials train one at a time) keeps its last record for the
+        remaining epochs. ``Recording.epochs`` ends at the last epoch any trial trained, and
+        ``settings["epochs_trained"]`` gives each trial's count. ``None`` (default) trains all epochs.
 
     Returns
     -------
@@ -355,20 +372,36 @@ def train(
     backend = engine if engine in fastpath.BACKENDS else fastpath.default_backend(dev)
     if use_fast and backend == "kernel" and dev.type != "cpu":
         raise ValueError(f"`engine='kernel'` runs on the CPU only, got device={device!r}; use engine='fused'")
+    if stop_loss is not None:
+        try:
+            stop_loss = float(stop_loss)
+        except (TypeError, ValueError):
+            raise ValueError(f"`stop_loss` must be a positive number or None, got {stop_loss!r}") from None
+        if not stop_loss > 0 or not np.isfinite(stop_loss):
+            raise ValueError(f"`stop_loss` must be a positive number or None, got {stop_loss!r}")
     recorder = _Recorder(len(seeds), epochs + 1, n_layers_total if spec == "all" else 0, Y.shape[1], Y,
                          (i, j), tdtype, dev)
     kw = dict(X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, optimizer=optimizer, batch_size=batch_size,
               full_batch=full_batch, recorder=recorder)
+
+    def stopper(rows):
+        if stop_loss is None:
+            return None
+        return lambda e: (e + 1) % fastpath.KERNEL_CHUNK == 0 and bool((recorder.loss[rows, e] < stop_loss).all())
+
+    trained = []  # epochs trained, per trial
     with tqdm(total=epochs * (1 if use_batched else len(seeds)), disable=not progress, mininterval=0.5,
               desc=f"{arch.name} ({len(seeds)} trial{'s' * (len(seeds) > 1)})") as bar:
         if use_batched:
             model = build_batched(arch, seeds=seeds, input_dim=X.shape[1], output_dim=Y.shape[1],
                                   dtype=tdtype, device=dev)
+            rows = slice(None)
             if use_fast:
-                fastpath.run_sgd_full_batch(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs,
-                                            recorder=recorder, rows=slice(None), bar=bar, backend=backend)
+                ran = fastpath.run_sgd_full_batch(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder,
+                                                  rows=rows, bar=bar, backend=backend, stop=stopper(rows))
             else:
-                _run(model, seeds=seeds, rows=slice(None), bar=bar, **kw)
+                ran = _run(model, seeds=seeds, rows=rows, bar=bar, stop=stopper(rows), **kw)
+            trained = [ran] * len(seeds)
             models = tuple(model.trial(k) for k in range(len(seeds))) if keep_models else None
         else:
             models = []
@@ -376,16 +409,21 @@ def train(
                 model = build(arch, input_dim=X.shape[1], output_dim=Y.shape[1], seed=s, dtype=tdtype, device=dev)
                 with torch.random.fork_rng(devices=_cuda_index(dev)):
                     torch.manual_seed(s)  # dropout masks
-                    _run(model, seeds=(s,), rows=slice(k, k + 1), bar=bar, **kw)
+                    rows = slice(k, k + 1)
+                    ran = _run(model, seeds=(s,), rows=rows, bar=bar, stop=stopper(rows), **kw)
+                    trained.append(ran)
+                    recorder.hold(rows, ran)
                 if keep_models:
                     models.append(model.eval())
             models = tuple(models) if keep_models else None
 
+    recorder.truncate(max(trained) + 1)
     dh, dy, w, loss, mean = recorder.arrays()
-    epochs_arr = np.arange(epochs + 1)
+    epochs_arr = np.arange(max(trained) + 1)
     epochs_arr.flags.writeable = False
     settings = MappingProxyType({
         **asdict(arch), "lr": lr, "epochs": epochs, "optimizer": optimizer, "batch_size": batch_size,
+        "stop_loss": stop_loss, "epochs_trained": tuple(trained),
         "pair": (i, j), "layer": layers, "convention": convention, "dtype": str(tdtype).removeprefix("torch."),
         "device": str(dev), "batched": use_batched, "engine": backend if use_fast else "reference",
         "n_points": n_points, "dx_sq": float(np.sum((x[j] - x[i]) ** 2)),
@@ -395,8 +433,9 @@ def train(
                      seeds=seeds, settings=settings, models=models)
 
 
-def _run(model, *, X, Y, spec, lr, epochs, optimizer, batch_size, full_batch, recorder, seeds, rows, bar):
-    """Train one model (a BatchedMLP over ``seeds``, or one network) and fill ``recorder`` rows ``rows``."""
+def _run(model, *, X, Y, spec, lr, epochs, optimizer, batch_size, full_batch, recorder, seeds, rows, bar, stop):
+    """Train one model (a BatchedMLP over ``seeds``, or one network) and fill ``recorder`` rows ``rows``;
+    return the number of epochs trained (fewer than ``epochs`` when ``stop(e)`` said so)."""
     batched = hasattr(model, "trials")
     has_dropout = getattr(model, "dropout", 0.0) > 0
     opt = _optimizer(optimizer, model.parameters(), lr)
@@ -437,7 +476,11 @@ def _run(model, *, X, Y, spec, lr, epochs, optimizer, batch_size, full_batch, re
                     out, _ = forward(xb, None)
                     _step(opt, _loss(out, yb))
         bar.update(1)
+        if stop is not None and stop(e):
+            epochs = e + 1
+            break
     record(epochs)
+    return epochs
 
 
 def _detach(hs):
