@@ -66,3 +66,58 @@ def test_fit_recording_layers():
     with pytest.raises(ValueError, match="only to recordings of several layers"):
         fit.fit_recording(single, layer_index=0)
     assert single.settings["dx_sq"] == d.dx_sq and single.settings["dy_target_sq"] == pytest.approx(d.dy_target_sq)
+
+
+def _fake_recording(loss, dy_target_sq=0.5):
+    from types import SimpleNamespace
+    return SimpleNamespace(loss=np.asarray(loss, float), settings={"dy_target_sq": dy_target_sq})
+
+
+def test_plateau_epochs_counts_records_near_dy_sq_over_8():
+    p = 0.5 / 8
+    rec = _fake_recording([[0.5, p * 1.2, p, p * 0.9, p * 0.7, 1e-3], [0.5, 0.3, 1e-2, 1e-4, 1e-6, 0.0]])
+    np.testing.assert_array_equal(experiments.plateau_epochs(rec, band=0.25), [3, 0])
+    np.testing.assert_array_equal(experiments.plateau_epochs(rec, band=0.5), [4, 0])
+    with pytest.raises(ValueError, match="`band`"):
+        experiments.plateau_epochs(rec, band=0)
+    with pytest.raises(ValueError, match="no plateau"):
+        experiments.plateau_epochs(_fake_recording([[0.1]], dy_target_sq=0.0))
+
+
+def test_rich_lazy_settings_name_known_rows_and_architectures():
+    for profile in profiles.PROFILES:
+        cfg = profiles.settings("rich_lazy", profile)
+        assert set(cfg["gain_rows"]) == set(profiles.GAIN_ROWS) <= set(profiles.TABLE1)
+        assert set(cfg["fig5_architectures"]) <= set(profiles.FIG2_ARCHITECTURES)
+        assert 1.0 in cfg["grid_dx_sq"] and 0.5 in cfg["grid_dy_sq"]  # the base distances are a cell
+    gains = [profiles.TABLE1[n].gain for n in profiles.GAIN_ROWS]
+    assert gains == sorted(gains)
+
+
+def test_rate_ratio_averages_rates_over_converged_trials():
+    run = experiments.run_two_point("shallow", profile="quick", trials=2, epochs=2500, progress=False)
+    r = run.rates
+    assert run.rate_ratio() == pytest.approx(r[:, 0].mean() / r[:, 1].mean())
+    assert run.rate_ratio(max_loss=1.0) == pytest.approx(run.rate_ratio())
+    with pytest.raises(ValueError, match="no trial"):
+        run.rate_ratio(max_loss=0.0)
+
+
+def test_distance_grid_reads_the_distance_at_the_stop_and_predicts_with_eq10():
+    arch = replace(profiles.TABLE1["shallow"], width=30, lr=0.05)
+    g = experiments.distance_grid(arch, 0.5, dx_sq=(0.5, 1.5), dy_target_sq=(0.0, 1.0), seeds=(3, 4),
+                                  epochs=4000, stop_loss=1e-4, drop_loss=1e-3, progress=False)
+    assert g.measured.shape == (8,) and list(g.seed) == [3, 4] * 4
+    assert list(g.dx_sq) == [0.5] * 4 + [1.5] * 4 and list(g.dy_target_sq) == [0.0, 0.0, 1.0, 1.0] * 2
+    np.testing.assert_array_equal(g.kept, g.final_loss < 1e-3)
+    # one cell by hand: same training, the first record below the stopping loss, eq. (10)
+    d = data.two_point(1.5, 1.0)
+    rec = train.train(arch, d.x, d.y, seeds=(3, 4), epochs=4000, stop_loss=1e-4, progress=False)
+    i = int(np.nonzero(rec.loss[1] < 1e-4)[0][0])
+    assert g.measured[7] == pytest.approx(rec.dh_sq[1, i])
+    from repalign import theory
+    expected = theory.final_distance(rec.dh_sq[1, 0], rec.dy_sq[1, 0], 1.5, 1.0, 1.0, 2.0).distance
+    assert g.predicted[7] == pytest.approx(float(expected))
+    assert np.isfinite(g.correlation()) and g.median_relative_error() >= 0
+    with pytest.raises(ValueError, match="`ratio`"):
+        experiments.distance_grid(arch, -1.0, progress=False)

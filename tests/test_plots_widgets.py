@@ -73,3 +73,30 @@ def test_overlay_draws_network_solid_and_theory_dashed_per_quantity():
     texts = [t.get_text() for t in axes[1].get_legend().get_texts()]
     assert texts[0] == plots.LABELS["loss"] and texts[-1] == "ref"
     plt.close(fig)
+
+
+def test_identity_scatter_shares_one_range_from_zero():
+    fig, ax = plt.subplots()
+    plots.identity_scatter([0.1, 0.2], [0.15, 0.4], ax=ax)
+    assert ax.get_xlim() == ax.get_ylim() and ax.get_xlim()[0] == 0 and ax.get_xlim()[1] >= 0.4
+    plt.close(fig)
+
+
+def test_gain_lr_interpolates_table1_and_applies_the_profile_factor():
+    from repalign import profiles
+    for name in ("low_initial_weights", "default", "very_high_initial_weights"):
+        row = profiles.TABLE1[name]
+        assert widgets.gain_lr(row.gain, "paper") == pytest.approx(row.lr)
+        assert widgets.gain_lr(row.gain, "quick") == pytest.approx(5 * row.lr)
+    assert profiles.TABLE1["default"].lr > widgets.gain_lr(1.05, "paper") > profiles.TABLE1["intermediate_initial_weights"].lr
+    with pytest.raises(ValueError, match="`gain`"):
+        widgets.gain_lr(0.0)
+
+
+def test_gain_figure_trains_and_marks_the_prediction():
+    fig = widgets.gain_figure(1.0, ratio=0.02, epochs=300, profile="quick")
+    ax_loss, ax_dh = fig.axes
+    assert len(ax_dh.get_lines()) == 3  # the network, eq. (10), A_low
+    plt.close(fig)
+    with pytest.raises(ValueError, match="`ratio`"):
+        widgets.gain_figure(1.0, ratio=-1.0, epochs=10, profile="quick")

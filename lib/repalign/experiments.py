@@ -17,11 +17,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import data, fit, profiles
+from . import _validate as v
+from . import data, fit, profiles, theory
 from .profiles import Architecture
 from .train import Recording, train
 
-__all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "summary_markdown"]
+__all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "plateau_epochs", "summary_markdown", "DistanceGrid",
+           "distance_grid"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -53,6 +55,23 @@ class TwoPointRun:
     @property
     def errors(self) -> np.ndarray:
         return np.array([f.error for f in self.fits])
+
+    def rate_ratio(self, max_loss: float | None = None) -> float:
+        """``tau_y/tau_h`` from the rates averaged over the trials (Fig. 5: ``mean(1/tau_h) / mean(1/tau_y)``),
+        using only trials whose final loss is below ``max_loss`` if given.
+
+        Raises
+        ------
+        ValueError
+            If no trial's final loss is below ``max_loss``.
+        """
+        keep = np.ones(len(self.fits), bool)
+        if max_loss is not None:
+            keep = self.recording.loss[:, -1] < max_loss
+            if not keep.any():
+                raise ValueError(f"no trial of {self.name!r} ends with a loss below max_loss={max_loss!r}")
+        r = self.rates[keep]
+        return float(r[:, 0].mean() / r[:, 1].mean())
 
     @property
     def rates(self) -> np.ndarray:
@@ -131,6 +150,102 @@ def plateau_loss(recording: Recording, trial: int = 0, *, settle: float = 1e-3) 
     below = np.nonzero(term < settle * s["dy_target_sq"] / 8)[0]
     i = int(below[0]) if below.size else recording.n_records - 1
     return float(recording.loss[trial, i]), i
+
+
+def plateau_epochs(recording: Recording, *, band: float = 0.25) -> np.ndarray:
+    """Per trial, the number of records whose loss is within ``band`` (relative) of the plateau of
+    eq. (9), ``dy_target_sq / 8``: long at small initial weights, about zero at large ones.
+
+    The plateau value is where the loss sits once the mean output is fitted while ``||dy||^2`` and
+    ``w`` are still near 0; a loss that merely passes through the band on its way down counts only
+    the few epochs it spends there.
+    """
+    band = float(v.positive("band", band))
+    plateau = recording.settings["dy_target_sq"] / 8
+    if plateau <= 0:
+        raise ValueError("the recording's targets coincide (dy_target_sq = 0): there is no plateau")
+    return (np.abs(recording.loss / plateau - 1) < band).sum(axis=1)
+
+
+@dataclass(frozen=True, eq=False)
+class DistanceGrid:
+    """Final representational distances over a grid of input and target distances (Fig. 5).
+
+    One row per run (grid cell x seed). ``measured`` is ``||dh||^2`` at the first record whose loss is
+    below the stopping loss (the last record if none is), ``predicted`` eq. (10)-(11) from the run's
+    own ``||dh(0)||^2``, ``||dy(0)||^2`` and the architecture's rate ratio. ``kept`` marks the runs whose
+    final loss is below the drop threshold; the agreement measures use only those.
+    """
+
+    name: str
+    ratio: float
+    dx_sq: np.ndarray
+    dy_target_sq: np.ndarray
+    seed: np.ndarray
+    measured: np.ndarray
+    predicted: np.ndarray
+    final_loss: np.ndarray
+    epochs: np.ndarray
+    kept: np.ndarray
+    seconds: float
+
+    def correlation(self) -> float:
+        """Pearson correlation of measured and predicted distances over the kept runs."""
+        m, p = self.measured[self.kept], self.predicted[self.kept]
+        return float(np.corrcoef(m, p)[0, 1]) if m.size > 2 else float("nan")
+
+    def median_relative_error(self) -> float:
+        """Median of ``|measured - predicted| / predicted`` over the kept runs."""
+        m, p = self.measured[self.kept], self.predicted[self.kept]
+        return float(np.median(np.abs(m - p) / p)) if m.size else float("nan")
+
+
+def distance_grid(
+    arch: Architecture,
+    ratio: float,
+    *,
+    dx_sq=(0.5, 0.75, 1.0, 1.25, 1.5),
+    dy_target_sq=(0.0, 0.25, 0.5, 0.75, 1.0),
+    seeds=(0,),
+    lr: float | None = None,
+    epochs: int = 40000,
+    stop_loss: float = 1e-4,
+    drop_loss: float = 1e-3,
+    progress: bool = True,
+) -> DistanceGrid:
+    """Train ``arch`` on every two-point dataset of the grid and compare the final distance with eq. (10).
+
+    Parameters
+    ----------
+    arch : Architecture
+        The network (as run: apply :func:`repalign.profiles.architecture` first).
+    ratio : float
+        ``tau_y / tau_h`` of the architecture, e.g. :meth:`TwoPointRun.rate_ratio` (> 0).
+    dx_sq, dy_target_sq : sequences of float
+        Squared input (> 0) and target (>= 0) distances; every combination is one cell.
+    seeds : sequence of int
+        The trials of each cell (trained together).
+    lr : float, optional
+        Learning rate (default ``arch.lr``). Fig. 5 used 0.4 x the Table 1 rate.
+    epochs, stop_loss, drop_loss : int, float, float
+        At most ``epochs`` epochs, stopping once every trial of the cell is below ``stop_loss``; runs
+        ending above ``drop_loss`` are not kept.
+    """
+    ratio = float(v.positive("ratio", ratio))
+    cells = [(a, b) for a in dx_sq for b in dy_target_sq]
+    rows = []
+    start = time.perf_counter()
+    for a, b in cells:
+        d = data.two_point(a, b)
+        rec = train(arch, d.x, d.y, seeds=seeds, lr=lr, epochs=epochs, stop_loss=stop_loss, progress=progress)
+        pred = theory.final_distance(rec.dh_sq[:, 0], rec.dy_sq[:, 0], a, b, 1.0, 1.0 / ratio).distance
+        for k, s in enumerate(rec.seeds):
+            below = np.nonzero(rec.loss[k] < stop_loss)[0]
+            i = int(below[0]) if below.size else rec.n_records - 1
+            rows.append((a, b, s, rec.dh_sq[k, i], float(pred[k]), rec.loss[k, -1], rec.settings["epochs_trained"][k]))
+    cols = [np.array(c) for c in zip(*rows)]
+    return DistanceGrid(arch.name, ratio, cols[0], cols[1], cols[2].astype(int), cols[3], cols[4], cols[5],
+                        cols[6].astype(int), cols[5] < drop_loss, time.perf_counter() - start)
 
 
 def _mean_sd(m: float, sd: float) -> str:

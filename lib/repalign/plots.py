@@ -10,7 +10,8 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["COLORS", "LABELS", "use_style", "trajectory", "three_panel", "overlay", "quantity_legend", "stamp"]
+__all__ = ["COLORS", "LABELS", "use_style", "trajectory", "three_panel", "overlay", "quantity_legend", "identity_scatter",
+           "stamp"]
 
 #: One colour per quantity across the book.
 COLORS = {
@@ -131,6 +132,24 @@ def quantity_legend(ax, *, quantities=("dh_sq", "dy_sq", "w"), extra=(), loc="ce
     handles += [Line2D([], [], label=label, **kw) for label, kw in extra]
     ax.legend(handles=handles, loc=loc)
     ax.set_axis_off()
+
+
+def identity_scatter(predicted, measured, *, ax=None, color=None, title: str | None = None, **kwargs):
+    """Measured against predicted values with the identity line (Fig. 5): a dot per run.
+
+    Both axes share one range starting at 0, so distance from the diagonal reads as error.
+    """
+    ax = plt.gca() if ax is None else ax
+    predicted, measured = np.asarray(predicted, float), np.asarray(measured, float)
+    top = 1.08 * float(max(predicted.max(initial=0.0), measured.max(initial=0.0), 1e-12))
+    ax.plot([0, top], [0, top], color=COLORS["reference"], lw=0.8, ls="--", zorder=0)
+    if "c" not in kwargs:  # a colour per point (``c=``, ``cmap=``) or one colour for all
+        kwargs["color"] = color or COLORS["dh_sq"]
+    ax.scatter(predicted, measured, s=kwargs.pop("s", 14), alpha=kwargs.pop("alpha", 0.75), lw=0, **kwargs)
+    ax.set(xlim=(0, top), ylim=(0, top), aspect="equal")
+    if title:
+        ax.set_title(title)
+    return ax
 
 
 def stamp(fig, profile: str, seed: int | None = None) -> None:

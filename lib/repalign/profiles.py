@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Mapping
 
 __all__ = ["PROFILES", "ENV_VAR", "current", "settings", "architecture", "TWO_POINT", "Architecture", "TABLE1",
-           "TABLE2", "FIG2_ARCHITECTURES"]
+           "TABLE2", "FIG2_ARCHITECTURES", "GAIN_ROWS"]
 
 PROFILES = ("quick", "paper")
 ENV_VAR = "BOOK_PROFILE"
@@ -106,7 +106,14 @@ _QUICK_ARCHITECTURES = {
     # keeps width 500 and learns 5x faster for 2000 epochs instead.
     "convolution": {"lr_factor": 5.0, "epochs": 2000},
     "shallow": {}, "narrow": {},
+    # Fig. 3's initial-scale rows (chapter 3) get the same reduction as the default network.
+    "low_initial_weights": _QUICK_20, "intermediate_initial_weights": _QUICK_20,
+    "high_initial_weights": _QUICK_20, "very_high_initial_weights": _QUICK_20,
 }
+
+#: The Table 1 rows of Fig. 3, from the smallest initial weight scale to the largest.
+GAIN_ROWS = ("low_initial_weights", "intermediate_initial_weights", "high_initial_weights",
+             "very_high_initial_weights")
 
 _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # Chapter 1 is pure numerics: the profiles differ only in how many cases and samples are checked.
@@ -158,6 +165,51 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "adam": {"arch": "default", "lr": 5e-7, "epochs": 6000, "trials": 3},
             "falsify": FIG2_ARCHITECTURES,
             "error_threshold": 0.1,
+        },
+    },
+    # Chapter 3 (Fig. 3, Fig. 5, App. A.6). Fig. 5 follows the released code (authors-code-facts.md):
+    # rates fitted on `rate_trials` runs at the base distances and averaged over the runs whose final
+    # loss is below `rate_max_loss`; then a 5 x 5 grid of squared input and target distances trained
+    # at `grid_lr_factor` x the row's learning rate for up to `grid_epochs` epochs, stopped once the
+    # loss is below `stop_loss`; runs whose final loss is above `drop_loss` are dropped.
+    "rich_lazy": {
+        "quick": {
+            "seed": 0,
+            "gain_rows": GAIN_ROWS,
+            "gain_trials": 6,
+            "fig5_architectures": ("default", "shallow", "narrow", "relu", "tanh"),
+            "rate_trials": 4,
+            "rate_max_loss": 1e-2,
+            "grid_dx_sq": (0.5, 0.75, 1.0, 1.25, 1.5),
+            "grid_dy_sq": (0.0, 0.25, 0.5, 0.75, 1.0),
+            "grid_seeds": 2,  # two seeds per cell cost no more wall time than one on two cores
+            "grid_lr_factor": 0.4,
+            "grid_epochs": 10000,
+            "stop_loss": 1e-4,
+            "drop_loss": 1e-3,
+            "plateau_band": 0.25,
+            "error_threshold": 0.1,
+            "min_correlation": 0.8,
+            "max_median_relative_error": 0.3,
+        },
+        "paper": {
+            "seed": 0,
+            "gain_rows": GAIN_ROWS,
+            "gain_trials": 10,
+            "fig5_architectures": FIG2_ARCHITECTURES,
+            "rate_trials": 50,
+            "rate_max_loss": 1e-2,
+            "grid_dx_sq": (0.5, 0.75, 1.0, 1.25, 1.5),
+            "grid_dy_sq": (0.0, 0.25, 0.5, 0.75, 1.0),
+            "grid_seeds": 1,
+            "grid_lr_factor": 0.4,
+            "grid_epochs": 40000,
+            "stop_loss": 1e-4,
+            "drop_loss": 1e-3,
+            "plateau_band": 0.25,
+            "error_threshold": 0.1,
+            "min_correlation": 0.8,
+            "max_median_relative_error": 0.3,
         },
     },
 }

@@ -9,9 +9,10 @@ from __future__ import annotations
 import matplotlib.pyplot as plt
 import numpy as np
 
-from . import plots, theory
+from . import _validate as v
+from . import data, plots, profiles, theory
 
-__all__ = ["EXPLORER_DEFAULTS", "explorer_figure", "theory_explorer"]
+__all__ = ["EXPLORER_DEFAULTS", "explorer_figure", "theory_explorer", "gain_lr", "gain_figure", "gain_explorer"]
 
 #: Default view: tau_y/tau_h = 2, the authors' two-point distances, a small initial scale.
 EXPLORER_DEFAULTS = {
@@ -92,3 +93,74 @@ def theory_explorer():
         c.observe(redraw, names="value")
     redraw()
     return w.VBox([w.HBox(list(controls.values())[:4]), w.HBox(list(controls.values())[4:]), out])
+
+
+def gain_lr(gain: float, profile: str | None = None) -> float:
+    """Learning rate for the default network at initial gain ``gain``: Table 1's Fig. 3 rows and the
+    default row, interpolated log-linearly in the gain (held constant outside 0.9-1.4), times the
+    profile's width factor. Larger initial weights need smaller steps to train stably."""
+    gain = float(v.positive("gain", gain))
+    rows = [profiles.TABLE1[n] for n in ("low_initial_weights", "default", *profiles.GAIN_ROWS[1:])]
+    g = np.array([r.gain for r in rows])
+    lr = np.array([r.lr for r in rows])
+    factor = profiles.architecture("default", profile).lr / profiles.TABLE1["default"].lr
+    return float(np.exp(np.interp(gain, g, np.log(lr)))) * factor
+
+
+def gain_figure(gain: float = 1.0, *, ratio: float | None = None, seed: int = 0, epochs: int | None = None,
+                profile: str | None = None, fig=None):
+    """Train the default network (as the profile runs it) at initial ``gain`` and draw the loss and
+    ``||dh||^2`` against epochs: the plateau at ||Δy||²/8 and, with ``ratio`` (``tau_y/tau_h``), the
+    final distance eq. (10) predicts from the run's own initial values. About a second in the quick profile.
+    """
+    from dataclasses import replace
+
+    from .train import train
+
+    arch = replace(profiles.architecture("default", profile), gain=float(v.positive("gain", gain)),
+                   lr=gain_lr(gain, profile))
+    d = data.two_point()
+    rec = train(arch, d.x, d.y, seeds=(seed,), epochs=epochs, progress=False)
+    if fig is None:
+        fig = plt.figure(figsize=(9.0, 2.9))
+    fig.clear()
+    ax_loss, ax_dh = fig.subplots(1, 2)
+    t = rec.epochs
+    plots.trajectory(t, rec.loss[0], "loss", kind="network", ax=ax_loss)
+    ax_loss.axhline(d.dy_target_sq / 8, color=plots.COLORS["reference"], lw=0.8, ls=":", label="plateau ‖Δy‖²/8")
+    ax_loss.set(yscale="log", ylim=(1e-6, 1.0), xlabel=plots.LABELS["time"], ylabel=plots.LABELS["loss"])
+    ax_loss.legend()
+    plots.trajectory(t, rec.dh_sq[0], "dh_sq", kind="network", ax=ax_dh)
+    title = f"gain {arch.gain:.3g}, η = {arch.lr:.3g}"
+    if ratio is not None:
+        pred = theory.final_distance(rec.dh_sq[0, 0], rec.dy_sq[0, 0], d.dx_sq, d.dy_target_sq, 1.0,
+                                     1.0 / float(v.positive("ratio", ratio)))
+        ax_dh.axhline(float(pred.distance), color=plots.COLORS["reference"], lw=1.0, ls="--", label="eq. (10)")
+        ax_dh.axhline(float(pred.a_low), color=plots.COLORS["accent"], lw=1.0, ls=":", label="A_low (rich limit)")
+        ax_dh.legend()
+    ax_dh.set(xlabel=plots.LABELS["time"], ylabel=plots.LABELS["dh_sq"], ylim=(0, None))
+    for ax in (ax_loss, ax_dh):
+        ax.set_xscale("symlog", linthresh=10.0)
+        ax.set_xlim(0, float(t[-1]))
+    fig.suptitle(title, fontsize=9)
+    return fig
+
+
+def gain_explorer(*, ratio: float | None = None, profile: str | None = None):
+    """A gain slider that retrains the default network and redraws :func:`gain_figure` (live kernel)."""
+    import ipywidgets as w
+    from IPython.display import display
+
+    slider = w.FloatSlider(value=1.0, min=0.5, max=1.6, step=0.05, description="gain", continuous_update=False)
+    out = w.Output()
+
+    def redraw(_=None):
+        with out:
+            out.clear_output(wait=True)
+            fig = gain_figure(slider.value, ratio=ratio, profile=profile)
+            display(fig)
+            plt.close(fig)
+
+    slider.observe(redraw, names="value")
+    redraw()
+    return w.VBox([slider, out])
