@@ -121,3 +121,24 @@ def test_distance_grid_reads_the_distance_at_the_stop_and_predicts_with_eq10():
     assert np.isfinite(g.correlation()) and g.median_relative_error() >= 0
     with pytest.raises(ValueError, match="`ratio`"):
         experiments.distance_grid(arch, -1.0, progress=False)
+
+
+def test_fit_layers_fits_every_recorded_layer_like_fit_recording():
+    arch = replace(profiles.TABLE1["default"], width=16, hidden_layers=4, lr=0.05)
+    d = data.two_point()
+    rec = train.train(arch, d.x, d.y, seeds=(0, 1), epochs=1500, layer="all", progress=False)
+    lf = experiments.fit_layers(rec)
+    assert lf.error.shape == lf.rate_h.shape == lf.dh_sq0.shape == (2, 4) and list(lf.layers) == [1, 2, 3, 4]
+    direct = fit.fit_recording(rec, layer_index=2)
+    assert lf.rate_y[1, 2] == pytest.approx(direct[1].rate_y) and lf.error[0, 2] == pytest.approx(direct[0].error)
+    np.testing.assert_array_equal(lf.dh_sq0, rec.dh_sq[:, 0, :])
+    with pytest.raises(ValueError, match="layer='all'"):
+        experiments.fit_layers(train.train(arch, d.x, d.y, epochs=5, progress=False))
+
+
+def test_depth_factor_recovers_a_geometric_decay():
+    n = np.arange(1, 11)
+    dh0 = np.vstack([0.8 * 0.45**n, 1.2 * 0.45**n])
+    z = np.zeros_like(dh0)
+    lf = experiments.LayerFits(n, z, z, z, z.astype(bool), dh0)
+    assert lf.depth_factor() == pytest.approx(0.45, rel=1e-9)

@@ -23,7 +23,7 @@ from .profiles import Architecture
 from .train import Recording, train
 
 __all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "plateau_epochs", "summary_markdown", "DistanceGrid",
-           "distance_grid"]
+           "distance_grid", "LayerFits", "fit_layers"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -246,6 +246,39 @@ def distance_grid(
     cols = [np.array(c) for c in zip(*rows)]
     return DistanceGrid(arch.name, ratio, cols[0], cols[1], cols[2].astype(int), cols[3], cols[4], cols[5],
                         cols[6].astype(int), cols[5] < drop_loss, time.perf_counter() - start)
+
+
+@dataclass(frozen=True, eq=False)
+class LayerFits:
+    """Eq. (7) fitted at every hidden layer of one recording (Fig. 10): arrays of shape (trials, layers).
+
+    ``layers`` are 1-based; ``dh_sq0`` is each layer's initial ``||dh(0)||^2``; ``success`` is
+    :attr:`repalign.fit.RateFit.success` (both rates pinned down by the records).
+    """
+
+    layers: np.ndarray
+    error: np.ndarray
+    rate_h: np.ndarray
+    rate_y: np.ndarray
+    success: np.ndarray
+    dh_sq0: np.ndarray
+
+    def depth_factor(self) -> float:
+        """``G`` of eq. (14), ``||dh(0)||^2 ~ G^n ||dx||^2``: ``exp`` of the least-squares slope of
+        ``log ||dh(0)||^2`` (median over trials) against the layer index."""
+        slope = np.polyfit(self.layers, np.log(np.median(self.dh_sq0, axis=0)), 1)[0]
+        return float(np.exp(slope))
+
+
+def fit_layers(recording: Recording, **fit_kwargs) -> LayerFits:
+    """Fit eq. (7) at every layer of a recording made with ``layer="all"`` (or a tuple of layers)."""
+    if recording.dh_sq.ndim != 3:
+        raise ValueError("`recording` must hold several layers: train with layer='all'")
+    n = recording.dh_sq.shape[-1]
+    fits = [fit.fit_recording(recording, layer_index=k, **fit_kwargs) for k in range(n)]
+    arr = lambda attr: np.array([[getattr(f, attr) for f in layer] for layer in fits]).T  # noqa: E731
+    return LayerFits(np.asarray(recording.layer), arr("error"), arr("rate_h"), arr("rate_y"),
+                     arr("success").astype(bool), recording.dh_sq[:, 0, :].copy())
 
 
 def _mean_sd(m: float, sd: float) -> str:
