@@ -103,21 +103,30 @@ def _backward_layer(a, g, W, b, back, lr, want_back):
             if want_back:
                 back[0, i] += s0
                 back[1, i] += s1
-    else:
+    else:  # any number of points: all input-gradient dots from the old row, then the update in pairs
         for i in range(din):
             Wi = W[i]
             if want_back:
                 for n in range(N):
                     gn = g[n]
-                    s = Wi[0] * 0
+                    acc = Wi[0] * 0
                     for j in range(dout):
-                        s += Wi[j] * gn[j]
-                    back[n, i] += s
-            for j in range(dout):
-                u = Wi[j] * 0
-                for n in range(N):
-                    u += a[n, i] * g[n, j]
-                Wi[j] -= lr * u
+                        acc += Wi[j] * gn[j]
+                    back[n, i] += acc
+            n = 0
+            while n + 1 < N:
+                ga_ = g[n]
+                gb_ = g[n + 1]
+                ca = lr * a[n, i]
+                cb = lr * a[n + 1, i]
+                for j in range(dout):
+                    Wi[j] -= ca * ga_[j] + cb * gb_[j]
+                n += 2
+            if n < N:
+                gn = g[n]
+                c = lr * a[n, i]
+                for j in range(dout):
+                    Wi[j] -= c * gn[j]
     for j in range(dout):
         u = b[j] * 0
         for n in range(N):
