@@ -142,3 +142,30 @@ def test_depth_factor_recovers_a_geometric_decay():
     z = np.zeros_like(dh0)
     lf = experiments.LayerFits(n, z, z, z, z.astype(bool), dh0)
     assert lf.depth_factor() == pytest.approx(0.45, rel=1e-9)
+
+
+def test_xor_data_and_pairwise_run_against_eq10():
+    x, y = data.xor()
+    assert x.shape == (4, 2) and y.ravel().tolist() == [0, 1, 1, 0] and not x.flags.writeable
+    arch = replace(profiles.TABLE2["xor_2_layers"], width=20, epochs=300)
+    r = experiments.run_pairwise("tiny", arch, x, y, ratio=0.5, seeds=(0, 1))
+    assert r.measured.shape == r.predicted.shape == r.initial.shape == (2, 4, 4)
+    np.testing.assert_array_equal(r.same_target, experiments.pairwise_distances(y) == 0)
+    assert r.same_target[0, 3] and r.same_target[1, 2] and not r.same_target[0, 1]
+    # eq. (10) for one pair by hand, from the initial network of the same seed
+    import torch
+    from repalign import models, theory
+    net = models.build(arch, input_dim=2, output_dim=1, seed=1).double()
+    with torch.no_grad():
+        out, h = net(torch.tensor(x), hidden=1)
+    dh0 = float(((h[0] - h[3]) ** 2).sum())
+    dy0 = float(((out[0] - out[3]) ** 2).sum())
+    assert r.initial[1, 0, 3] == pytest.approx(dh0)
+    assert r.predicted[1, 0, 3] == pytest.approx(float(theory.final_distance(dh0, dy0, 2.0, 0.0, 1.0, 2.0).distance))
+    assert np.all(np.diagonal(r.predicted, axis1=1, axis2=2) == 0)
+    m = r.measured[:, np.triu_indices(4, 1)[0], np.triu_indices(4, 1)[1]]
+    same = r.same_target[np.triu_indices(4, 1)]
+    np.testing.assert_allclose(r.merge_ratio(), m[:, same].mean(1) / m[:, ~same].mean(1))
+    assert r.relative_error().shape == (2,)
+    with pytest.raises(ValueError, match="`ratio`"):
+        experiments.run_pairwise("bad", arch, x, y, ratio=0.0, seeds=(0,))

@@ -100,3 +100,13 @@ def test_gain_figure_trains_and_marks_the_prediction():
     plt.close(fig)
     with pytest.raises(ValueError, match="`ratio`"):
         widgets.gain_figure(1.0, ratio=-1.0, epochs=10, profile="quick")
+
+
+def test_distance_matrix_annotates_every_cell():
+    fig, ax = plt.subplots()
+    m = np.array([[0.0, 1.0], [1.0, 0.0]])
+    plots.distance_matrix(m, sd=np.full((2, 2), 0.1), labels=["a", "b"], ax=ax, vmax=2.0)
+    texts = [t.get_text() for t in ax.texts]
+    assert len(texts) == 4 and texts[1] == "1\n±0.1" and texts[0] == "0"
+    assert ax.images[0].get_clim() == (0.0, 2.0)
+    plt.close(fig)

@@ -1,4 +1,4 @@
-"""Datasets of the experiments: the two-point dataset of the paper's App. B.1.
+"""Datasets of the experiments: the two-point dataset of the paper's App. B.1 and XOR (Sec. 4.4).
 
 The released code, which made the published figures, places the points at inputs -1 and 0 and targets
 0.6 and 0.6 + sqrt(0.5), so ``||x2-x1||^2 = 1`` and ``||y2-y1||^2 = 0.5``; the App. B.1 text says
@@ -15,7 +15,10 @@ import numpy as np
 from . import _validate as v
 from .profiles import TWO_POINT
 
-__all__ = ["TwoPointData", "two_point"]
+__all__ = ["TwoPointData", "two_point", "xor", "XOR_LABELS"]
+
+#: The four XOR inputs, in the order of :func:`xor`.
+XOR_LABELS = ("(0,0)", "(0,1)", "(1,0)", "(1,1)")
 
 
 @dataclass(frozen=True)
@@ -109,3 +112,19 @@ def two_point(
     x.flags.writeable = False
     y.flags.writeable = False
     return TwoPointData(x=x, y=y, dx_sq=dx_sq, dy_target_sq=dy_target_sq)
+
+
+def xor() -> tuple[np.ndarray, np.ndarray]:
+    """The XOR task of Sec. 4.4: inputs (0,0), (0,1), (1,0), (1,1) unnormalised, targets 0, 1, 1, 0.
+
+    Returns read-only ``x`` of shape (4, 2) and ``y`` of shape (4, 1), as the released code.
+
+    >>> x, y = xor()
+    >>> y.ravel().tolist()
+    [0.0, 1.0, 1.0, 0.0]
+    """
+    x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = np.array([[0.0], [1.0], [1.0], [0.0]])
+    x.flags.writeable = False
+    y.flags.writeable = False
+    return x, y

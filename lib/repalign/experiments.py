@@ -23,7 +23,7 @@ from .profiles import Architecture
 from .train import Recording, train
 
 __all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "plateau_epochs", "summary_markdown", "DistanceGrid",
-           "distance_grid", "LayerFits", "fit_layers"]
+           "distance_grid", "LayerFits", "fit_layers", "PairwiseRun", "pairwise_distances", "run_pairwise"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -279,6 +279,90 @@ def fit_layers(recording: Recording, **fit_kwargs) -> LayerFits:
     arr = lambda attr: np.array([[getattr(f, attr) for f in layer] for layer in fits]).T  # noqa: E731
     return LayerFits(np.asarray(recording.layer), arr("error"), arr("rate_h"), arr("rate_y"),
                      arr("success").astype(bool), recording.dh_sq[:, 0, :].copy())
+
+
+def pairwise_distances(a) -> np.ndarray:
+    """Squared Euclidean distances between the rows of ``a`` (..., n, d) -> (..., n, n)."""
+    a = np.asarray(a, float)
+    return ((a[..., :, None, :] - a[..., None, :, :]) ** 2).sum(-1)
+
+
+@dataclass(frozen=True, eq=False)
+class PairwiseRun:
+    """Hidden representations of a small dataset before and after training, and eq. (10) for each pair.
+
+    ``measured`` and ``predicted`` have shape (trials, n, n): the final squared hidden distance of
+    every pair of points, and eq. (10)-(11) evaluated with the pair's input and target distances,
+    the network's own initial hidden and output distances, and the rate ratio ``ratio``
+    (``tau_y/tau_h``). ``initial`` holds the initial hidden distances.
+    """
+
+    name: str
+    arch: Architecture
+    settings: dict
+    ratio: float
+    initial: np.ndarray
+    measured: np.ndarray
+    predicted: np.ndarray
+    final_loss: np.ndarray
+    same_target: np.ndarray  # (n, n) bool: the pair's targets coincide
+
+    def _pairs(self):
+        n = self.measured.shape[-1]
+        return np.triu_indices(n, 1)
+
+    def merge_ratio(self) -> np.ndarray:
+        """Per trial: mean final distance of the same-target pairs / that of the different-target pairs
+        (0: same-target points merged; about 1 or more: no structure from the targets)."""
+        iu = self._pairs()
+        same = self.same_target[iu]
+        m = self.measured[:, iu[0], iu[1]]
+        return m[:, same].mean(1) / m[:, ~same].mean(1)
+
+    def relative_error(self) -> np.ndarray:
+        """Per trial: ``||measured - predicted|| / ||predicted||`` over the pairs (Frobenius norm)."""
+        iu = self._pairs()
+        m, p = self.measured[:, iu[0], iu[1]], self.predicted[:, iu[0], iu[1]]
+        return np.linalg.norm(m - p, axis=1) / np.linalg.norm(p, axis=1)
+
+
+def run_pairwise(name: str, arch: Architecture, x, y, *, ratio: float, seeds, layer: int | None = None,
+                 progress: bool = False, **train_kwargs) -> PairwiseRun:
+    """Train ``arch`` on all of ``(x, y)`` (full batch) and compare every pair's final hidden distance
+    with eq. (10) (the XOR experiment of Sec. 4.4).
+
+    ``layer`` defaults to the architecture's middle hidden layer; ``train_kwargs`` go to
+    :func:`repalign.train.train` (``optimizer``, ``lr``, ``epochs``, ...).
+    """
+    import torch
+
+    from .models import build, default_hidden_layer
+
+    ratio = float(v.positive("ratio", ratio))
+    x = np.asarray(x, float)
+    y = np.asarray(y, float)
+    layer = default_hidden_layer(arch) if layer is None else layer
+    rec = train(arch, x, y, seeds=seeds, keep_models=True, progress=progress, **train_kwargs)
+    xt = torch.tensor(x, dtype=torch.float64)
+
+    def represent(net):
+        net = net.double().eval()
+        with torch.no_grad():
+            out, h = net(xt, hidden=layer)
+        return out.numpy(), h.numpy()
+
+    init = [represent(build(arch, input_dim=x.shape[1], output_dim=y.shape[1], seed=s)) for s in rec.seeds]
+    final = [represent(m) for m in rec.models]
+    dh0 = pairwise_distances([h for _, h in init])
+    dy0 = pairwise_distances([o for o, _ in init])
+    dx, dyt = pairwise_distances(x), pairwise_distances(y)
+    off = ~np.eye(len(x), dtype=bool)  # eq. (10) needs dh0 > 0; the diagonal is 0 by definition
+    pred = np.zeros_like(dh0)
+    pred[:, off] = theory.final_distance(dh0[:, off], dy0[:, off], np.broadcast_to(dx[off], dh0[:, off].shape),
+                                         np.broadcast_to(dyt[off], dh0[:, off].shape), 1.0, 1.0 / ratio).distance
+    settings = {k: rec.settings[k] for k in ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")}
+    return PairwiseRun(name, arch, {**settings, "layer": layer, "seeds": rec.seeds}, ratio, dh0,
+                       pairwise_distances([h for _, h in final]), pred, rec.loss[:, -1], dyt == 0)
 
 
 def _mean_sd(m: float, sd: float) -> str:

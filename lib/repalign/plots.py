@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["COLORS", "LABELS", "use_style", "trajectory", "three_panel", "overlay", "quantity_legend", "identity_scatter",
-           "stamp"]
+           "distance_matrix", "stamp"]
 
 #: One colour per quantity across the book.
 COLORS = {
@@ -147,6 +147,33 @@ def identity_scatter(predicted, measured, *, ax=None, color=None, title: str | N
         kwargs["color"] = color or COLORS["dh_sq"]
     ax.scatter(predicted, measured, s=kwargs.pop("s", 14), alpha=kwargs.pop("alpha", 0.75), lw=0, **kwargs)
     ax.set(xlim=(0, top), ylim=(0, top), aspect="equal")
+    if title:
+        ax.set_title(title)
+    return ax
+
+
+def distance_matrix(mean, *, sd=None, labels=None, ax=None, title: str | None = None, vmax: float | None = None,
+                    fmt: str = ".3g"):
+    """A pairwise distance matrix as a heatmap, each cell annotated with its value (and ``± sd``).
+
+    ``vmax`` sets the top of the colour scale (default: the matrix's maximum), so two matrices
+    drawn with the same ``vmax`` compare by colour.
+    """
+    ax = plt.gca() if ax is None else ax
+    mean = np.asarray(mean, float)
+    top = float(mean.max()) if vmax is None else float(vmax)
+    ax.imshow(mean, cmap="Blues", vmin=0.0, vmax=top if top > 0 else 1.0)
+    n = mean.shape[0]
+    for i in range(n):
+        for j in range(n):
+            text = format(mean[i, j], fmt) + ("" if sd is None or i == j else f"\n±{format(sd[i, j], '.2g')}")
+            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
+                    color="white" if top > 0 and mean[i, j] > 0.6 * top else "black")
+    labels = labels or [str(k) for k in range(n)]
+    ax.set(xticks=range(n), yticks=range(n))
+    ax.set_xticklabels(labels, fontsize=7)
+    ax.set_yticklabels(labels, fontsize=7)
+    ax.spines[:].set_visible(False)
     if title:
         ax.set_title(title)
     return ax
