@@ -89,7 +89,8 @@ def test_rich_lazy_settings_name_known_rows_and_architectures():
         cfg = profiles.settings("rich_lazy", profile)
         assert set(cfg["gain_rows"]) == set(profiles.GAIN_ROWS) <= set(profiles.TABLE1)
         assert set(cfg["fig5_architectures"]) <= set(profiles.FIG2_ARCHITECTURES)
-        assert 1.0 in cfg["grid_dx_sq"] and 0.5 in cfg["grid_dy_sq"]  # the base distances are a cell
+        tp = profiles.TWO_POINT  # the base distances, where the rates are fitted, are a cell of the grid
+        assert tp["dx_sq"] in cfg["grid_dx_sq"] and tp["dy_target_sq"] in cfg["grid_dy_sq"]
     gains = [profiles.TABLE1[n].gain for n in profiles.GAIN_ROWS]
     assert gains == sorted(gains)
 

@@ -134,6 +134,14 @@ def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
     code = _kernel.ACTIVATION_CODES[model.activation]
     _kernel.set_threads(T, torch.get_num_threads())
     i, j = recorder.i, recorder.j
+    done = 0  # records already handed to the recorder
+
+    def flush(upto):  # hand records done .. upto-1 to the recorder, each exactly once
+        nonlocal done
+        block = dh[:, done:upto] if spec == "all" else dh[:, done:upto, 0]
+        recorder.record_block(rows, torch.from_numpy(outs[:, done:upto]), torch.from_numpy(block), start=done)
+        done = upto
+
     start = 0
     while start < epochs:
         end = min(start + KERNEL_CHUNK, epochs)
@@ -141,13 +149,11 @@ def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
         bar.update(end - start)
         start = end
         if stop is not None and start < epochs:
-            recorder.record_block(rows, torch.from_numpy(outs[:, :end]),
-                                  torch.from_numpy(dh[:, :end] if spec == "all" else dh[:, :end, 0]))
+            flush(end)  # the stop rule reads the recorded loss
             if stop(end - 1):
                 break
     _kernel.run(Ws, bs, x, y, code, model.skip, dtype.type(lr), start, start, True, i, j, rec, outs, dh)
-    n = start + 1
-    recorder.record_block(rows, torch.from_numpy(outs[:, :n]), torch.from_numpy(dh[:, :n] if spec == "all" else dh[:, :n, 0]))
+    flush(start + 1)
     return start
 
 

@@ -115,6 +115,19 @@ _QUICK_ARCHITECTURES = {
 GAIN_ROWS = ("low_initial_weights", "intermediate_initial_weights", "high_initial_weights",
              "very_high_initial_weights")
 
+# What the two profiles of chapters 3 and 4 share; each profile adds its own sizes below.
+_RICH_LAZY_COMMON = {
+    "seed": 0, "gain_rows": GAIN_ROWS, "rate_max_loss": 1e-2,
+    "grid_dx_sq": (0.5, 0.75, 1.0, 1.25, 1.5), "grid_dy_sq": (0.0, 0.25, 0.5, 0.75, 1.0),
+    "grid_lr_factor": 0.4, "stop_loss": 1e-4, "drop_loss": 1e-3, "plateau_band": 0.25,
+    "error_threshold": 0.1, "min_correlation": 0.8, "max_median_relative_error": 0.3,
+}
+_XOR_COMMON = {
+    "seed": 0, "low_code": {"gain": 0.85, "epochs": 3000},
+    "adam_epochs": {"xor_low_code": 3000, "xor_high": 1000, "xor_2_layers": 3000},
+    "merge_max": 0.1, "no_merge_min": 0.5, "max_relative_error": 0.3,
+}
+
 _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # Chapter 1 is pure numerics: the profiles differ only in how many cases and samples are checked.
     "derivation": {
@@ -173,20 +186,14 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # low-weight case is also run with the gain and epochs of the authors' code (0.85, 3000).
     "xor": {
         "quick": {
-            "seed": 0, "trials": 3, "width": 100, "lr_factor": 5.0,
-            "low_code": {"gain": 0.85, "epochs": 3000},
+            **_XOR_COMMON, "trials": 3, "width": 100, "lr_factor": 5.0,
             # Adam's rates are not given by the paper; these train every seed to a low loss.
             "adam_lr": {"xor_low_code": 1e-5, "xor_high": 1e-5, "xor_2_layers": 1e-3},
-            "adam_epochs": {"xor_low_code": 3000, "xor_high": 1000, "xor_2_layers": 3000},
-            "merge_max": 0.1, "no_merge_min": 0.5, "max_relative_error": 0.3,
         },
         "paper": {
-            "seed": 0, "trials": 10, "width": 500, "lr_factor": 1.0,
-            "low_code": {"gain": 0.85, "epochs": 3000},
+            **_XOR_COMMON, "trials": 10, "width": 500, "lr_factor": 1.0,
             # At width 500 a step moves the output ~5x more than at width 100: the quick rates / 5.
             "adam_lr": {"xor_low_code": 2e-6, "xor_high": 2e-6, "xor_2_layers": 1e-3},
-            "adam_epochs": {"xor_low_code": 3000, "xor_high": 1000, "xor_2_layers": 3000},
-            "merge_max": 0.1, "no_merge_min": 0.5, "max_relative_error": 0.3,
         },
     },
     # Chapter 7 (Fig. 10, Sec. 5): the default network with every hidden layer recorded. The released
@@ -205,42 +212,20 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # loss is below `stop_loss`; runs whose final loss is above `drop_loss` are dropped.
     "rich_lazy": {
         "quick": {
-            "seed": 0,
-            "gain_rows": GAIN_ROWS,
+            **_RICH_LAZY_COMMON,
             "gain_trials": 6,
             "fig5_architectures": ("default", "shallow", "narrow", "relu", "tanh"),
             "rate_trials": 4,
-            "rate_max_loss": 1e-2,
-            "grid_dx_sq": (0.5, 0.75, 1.0, 1.25, 1.5),
-            "grid_dy_sq": (0.0, 0.25, 0.5, 0.75, 1.0),
             "grid_seeds": 2,  # two seeds per cell cost no more wall time than one on two cores
-            "grid_lr_factor": 0.4,
             "grid_epochs": 10000,
-            "stop_loss": 1e-4,
-            "drop_loss": 1e-3,
-            "plateau_band": 0.25,
-            "error_threshold": 0.1,
-            "min_correlation": 0.8,
-            "max_median_relative_error": 0.3,
         },
         "paper": {
-            "seed": 0,
-            "gain_rows": GAIN_ROWS,
+            **_RICH_LAZY_COMMON,
             "gain_trials": 10,
             "fig5_architectures": FIG2_ARCHITECTURES,
             "rate_trials": 50,
-            "rate_max_loss": 1e-2,
-            "grid_dx_sq": (0.5, 0.75, 1.0, 1.25, 1.5),
-            "grid_dy_sq": (0.0, 0.25, 0.5, 0.75, 1.0),
             "grid_seeds": 1,
-            "grid_lr_factor": 0.4,
             "grid_epochs": 40000,
-            "stop_loss": 1e-4,
-            "drop_loss": 1e-3,
-            "plateau_band": 0.25,
-            "error_threshold": 0.1,
-            "min_correlation": 0.8,
-            "max_median_relative_error": 0.3,
         },
     },
 }

@@ -141,11 +141,11 @@ class _Recorder:
             self.dh[rows, e] = (hs[:, j] - hs[:, i]).square().sum(-1)
 
     @torch.no_grad()
-    def record_block(self, rows, outs, dh):
-        """Write records ``0 .. k-1`` of trials ``rows`` at once: ``outs`` (T, k, N, O) and ``dh`` (T, k)
-        or (T, k, n_layers), as computed by the compiled kernel."""
+    def record_block(self, rows, outs, dh, *, start=0):
+        """Write records ``start .. start+k-1`` of trials ``rows`` at once: ``outs`` (T, k, N, O) and ``dh``
+        (T, k) or (T, k, n_layers), as computed by the compiled kernel."""
         i, j = self.i, self.j
-        k = slice(0, outs.shape[1])
+        k = slice(start, start + outs.shape[1])
         dout = outs[:, :, j] - outs[:, :, i]
         dy = dout.square().sum(-1)
         self.dy[rows, k] = dy
