@@ -83,9 +83,61 @@ def test_float32_fast_path_is_close_to_reference(backend):
         assert np.max(np.abs(a - b)) <= 1e-3 * np.max(np.abs(b)), f
 
 
+MINIBATCH_CASES = [  # (variant row, activation, batch size, layer, stop_loss)
+    ("default", "tanh", 5, "all", None),
+    ("default", "leaky_relu", 4, None, None),  # 12 points: equal minibatches
+    ("skip_connections", "leaky_relu", 7, 3, None),  # a smaller last minibatch
+    ("default", "relu", 1, 2, 0.05),
+]
+
+
+@pytest.mark.parametrize("name, activation, batch_size, layer, stop_loss", MINIBATCH_CASES)
+def test_minibatch_fast_path_equals_reference(name, activation, batch_size, layer, stop_loss):
+    """Minibatch SGD on the fused operations: same minibatch order, same records (pair quantities
+    before each epoch, the epoch's mean minibatch loss, a full final pass), same final weights."""
+    arch = replace(profiles.TABLE1[name], width=9, hidden_layers=5, activation=activation, lr=0.05)
+    x = np.vstack([XOR_X, XOR_X + 0.3, XOR_X - 0.2])
+    y = np.vstack([XOR_Y, XOR_Y, 1 - XOR_Y])
+    kw = dict(seeds=(3, 4, 5), epochs=120, batch_size=batch_size, layer=layer, pair=(2, 9), dtype="float64",
+              progress=False, keep_models=True, stop_loss=stop_loss)
+    fast, ref = (train(arch, x, y, engine=e, **kw) for e in ("fast", "reference"))
+    assert fast.settings["engine"] == "fused" and ref.settings["engine"] == "reference"
+    assert ref.loss[:, -1].max() < 0.7 * ref.loss[:, 0].min()
+    assert fast.n_records == ref.n_records
+    assert_same(fast, ref)
+    for mf, mr in zip(fast.models, ref.models):
+        for pf, pr in zip(mf.parameters(), mr.parameters()):
+            np.testing.assert_allclose(pf.detach().numpy(), pr.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_minibatch_loss_is_the_epoch_mean_and_the_last_record_a_full_pass():
+    arch = replace(profiles.TABLE1["default"], width=8, hidden_layers=3, lr=0.05)
+    rec = train(arch, XOR_X, XOR_Y, seeds=(0,), epochs=1, batch_size=2, dtype="float64", progress=False,
+                keep_models=True)
+    net = models.build(arch, input_dim=2, seed=0, dtype=torch.float64)
+    perm = np.random.default_rng(0).permutation(4)
+    opt = torch.optim.SGD(net.parameters(), lr=arch.lr)
+    losses = []
+    for b in (perm[:2], perm[2:]):
+        out, _ = net(torch.tensor(XOR_X[b]))
+        loss = 0.5 * (out - torch.tensor(XOR_Y[b])).square().sum(-1).mean()
+        losses.append(loss.item())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    np.testing.assert_allclose(rec.loss[0, 0], np.mean(losses), rtol=1e-12)
+    out, _ = net(torch.tensor(XOR_X))
+    np.testing.assert_allclose(rec.loss[0, 1], 0.5 * (out - torch.tensor(XOR_Y)).square().sum(-1).mean().item(),
+                               rtol=1e-12)
+
+
+def test_kernel_refuses_minibatches():
+    with pytest.raises(ValueError, match="`engine='kernel'` trains full batches only"):
+        train(profiles.TABLE1["shallow"], XOR_X, XOR_Y, epochs=1, batch_size=2, engine="kernel", progress=False)
+
+
 @pytest.mark.parametrize("kwargs, why", [
     (dict(optimizer="adam", lr=1e-3), "adam"),
-    (dict(batch_size=1), "minibatch"),
     (dict(batched=False), "not batched"),
 ])
 def test_uncovered_configurations_fall_back(kwargs, why):

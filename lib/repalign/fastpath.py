@@ -34,7 +34,7 @@ import torch
 
 from .models import ACTIVATIONS, BatchedMLP
 
-__all__ = ["DERIVATIVES", "BACKENDS", "supports", "default_backend", "run_sgd_full_batch"]
+__all__ = ["DERIVATIVES", "BACKENDS", "supports", "default_backend", "run_sgd_full_batch", "run_sgd_minibatch"]
 
 #: The fast path's back ends: the compiled CPU kernel and the fused torch operations.
 BACKENDS = ("kernel", "fused")
@@ -80,9 +80,10 @@ DERIVATIVES: dict[str, Callable] = {
 assert set(DERIVATIVES) == set(ACTIVATIONS)
 
 
-def supports(*, variant: str, optimizer: str, full_batch: bool, batched: bool) -> bool:
-    """Whether :func:`run_sgd_full_batch` covers a configuration (else the reference loop runs)."""
-    return variant in ("mlp", "skip") and optimizer == "sgd" and full_batch and batched
+def supports(*, variant: str, optimizer: str, batched: bool) -> bool:
+    """Whether the fast path covers a configuration (else the reference loop runs): full batches train
+    with :func:`run_sgd_full_batch`, minibatches with :func:`run_sgd_minibatch`."""
+    return variant in ("mlp", "skip") and optimizer == "sgd" and batched
 
 
 def default_backend(device: torch.device) -> str:
@@ -157,45 +158,45 @@ def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
     return start
 
 
-def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
-    act = ACTIVATIONS[model.activation]
-    deriv = DERIVATIVES[model.activation]
-    skip = model.skip
-    Ws = [w.data for w in model.weights]  # (T, fan_in, fan_out), updated in place
-    bs = [b.data for b in model.biases]  # (T, 1, fan_out)
-    L = model.n_hidden
-    T = model.trials
-    x = X.expand(T, *X.shape)
-    n = X.shape[0]
+class _Fused:
+    """Forward and backward passes of a BatchedMLP written out, with in-place SGD updates."""
 
-    def forward():
+    def __init__(self, model: BatchedMLP):
+        self.act = ACTIVATIONS[model.activation]
+        self.deriv = DERIVATIVES[model.activation]
+        self.skip = model.skip
+        self.Ws = [w.data for w in model.weights]  # (T, fan_in, fan_out), updated in place
+        self.bs = [b.data for b in model.biases]  # (T, 1, fan_out)
+        self.L = model.n_hidden
+        self.T = model.trials
+
+    def forward(self, x):
+        """``x`` (T, n, d) -> output, pre-activations, activation outputs and hidden layers (with skips)."""
+        Ws, bs, skip = self.Ws, self.bs, self.skip
         a, zs, ps, hs = x, [], [], []
-        for i in range(L):
+        for i in range(self.L):
             z = torch.baddbmm(bs[i], a, Ws[i])
-            a = act(z)
+            a = self.act(z)
             zs.append(z)
             ps.append(a)  # the activation's own output (h_i without the skip term)
             if skip and i >= 2:
                 a = a + hs[i - 2]
             hs.append(a)
-        return torch.baddbmm(bs[L], a, Ws[L]), zs, ps, hs
+        return torch.baddbmm(bs[self.L], a, Ws[self.L]), zs, ps, hs
 
-    def record(e, out, hs):
-        loss = 0.5 * (out - Y).square().sum(-1).mean(-1)
-        picked = hs if spec == "all" else hs[spec - 1]
-        recorder.record(rows, e, out, picked, loss)
-
-    for e in range(epochs):
-        out, zs, ps, hs = forward()
-        record(e, out, hs)
-        g = (out - Y) / n  # d loss / d out, per trial (the trials' losses are summed)
+    def step(self, x, y, lr, fwd=None):
+        """One SGD step on the points ``x`` (T, n, d), targets ``y`` (T or 1, n, O), of the loss
+        ``1/2 mean_n ||f - y||^2``; returns the forward pass taken before the update."""
+        out, zs, ps, hs = fwd = self.forward(x) if fwd is None else fwd
+        Ws, bs, skip, L = self.Ws, self.bs, self.skip, self.L
+        g = (out - y) / x.shape[1]  # d loss / d out, per trial (the trials' losses are summed)
         ga = [None] * L  # d loss / d h_i, accumulated (skip connections add to two layers below)
         for i in range(L, -1, -1):
             if i < L:  # g := d loss / d z_i
                 g = ga[i]
                 if skip and i >= 2:
                     ga[i - 2] = g if ga[i - 2] is None else ga[i - 2] + g
-                d = deriv(zs[i], ps[i])
+                d = self.deriv(zs[i], ps[i])
                 if d is not None:
                     g = g * d
             inp = x if i == 0 else hs[i - 1]
@@ -206,10 +207,67 @@ def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
                 ga[i - 1] = back if ga[i - 1] is None else ga[i - 1] + back
             Ws[i].baddbmm_(inp.mT, g, alpha=-lr)
             bs[i].sub_(g.sum(1, keepdim=True), alpha=lr)
+        return fwd
+
+
+def _loss(out, y):
+    return 0.5 * (out - y).square().sum(-1).mean(-1)
+
+
+def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
+    net = _Fused(model)
+    x = X.expand(net.T, *X.shape)
+
+    def record(e, out, hs):
+        recorder.record(rows, e, out, hs if spec == "all" else hs[spec - 1], _loss(out, Y))
+
+    for e in range(epochs):
+        out, zs, ps, hs = net.step(x, Y, lr)
+        record(e, out, hs)
         bar.update(1)
         if stop is not None and stop(e):
             epochs = e + 1
             break
-    out, _, _, hs = forward()
+    out, _, _, hs = net.forward(x)
     record(epochs, out, hs)
+    return epochs
+
+
+@torch.no_grad()
+def run_sgd_minibatch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, batch_size: int, seeds,
+                      recorder, rows, bar, stop=None) -> int:
+    """Minibatch SGD of ``model`` in place with the fused operations, recording like the reference.
+
+    Each trial draws a fresh permutation of the points every epoch from ``numpy.random.default_rng(seed)``
+    (the reference loop's order, so both train on the same minibatches). Record ``e`` holds the tracked
+    pair's quantities before epoch ``e`` (a forward pass of the two points only) and the epoch's mean
+    minibatch loss; the last record is a full pass. Returns the number of epochs trained.
+    """
+    if not isinstance(model, BatchedMLP):
+        raise TypeError(f"`model` must be a BatchedMLP, got {type(model).__name__}")
+    from .train import _minibatches  # the reference loop's minibatch order
+
+    net = _Fused(model)
+    n = X.shape[0]
+    rngs = [np.random.default_rng(s) for s in seeds]
+    pair = X[[recorder.i, recorder.j]].expand(net.T, 2, X.shape[1])
+
+    def record_pair(e):
+        out, _, _, hs = net.forward(pair)
+        recorder.record(rows, e, out, hs if spec == "all" else hs[spec - 1], 0.0, pair_only=True)
+
+    for e in range(epochs):
+        record_pair(e)
+        epoch_loss = 0.0
+        for idx in _minibatches(rngs, n, batch_size, X.device):
+            yb = Y[idx]
+            out = net.step(X[idx], yb, lr)[0]
+            epoch_loss = epoch_loss + _loss(out, yb) * idx.shape[1]
+        recorder.loss[rows, e] = epoch_loss / n
+        bar.update(1)
+        if stop is not None and stop(e):
+            epochs = e + 1
+            break
+    out, _, _, hs = net.forward(X.expand(net.T, *X.shape))
+    recorder.record(rows, epochs, out, hs if spec == "all" else hs[spec - 1], _loss(out, Y))
     return epochs

@@ -14,13 +14,16 @@ field          definition                                    paper
 
 Record ``e`` is taken *before* epoch ``e``'s update (after ``e`` epochs), in eval mode, as the released
 code did; one more record after the last epoch makes ``n_records = epochs + 1``, and record 0 is the
-initial network, so theory time equals the epoch count.
+initial network, so theory time equals the epoch count. With minibatches, ``loss[e]`` (for ``e < epochs``)
+is the epoch's training loss as usually reported: the mean over all points of each point's loss in the
+minibatch step that used it, taken just before that step's update; the last record's loss is a full
+pass. (A full pass every epoch would cost a third of an epoch's training on MNIST.)
 
 Plain ``"mlp"`` and ``"skip"`` rows train all trials together as one :class:`~repalign.models.BatchedMLP`
 (``torch.baddbmm`` over a leading trial axis; the summed loss gives each trial its own gradient); trial
-``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. With plain SGD and full
-batches those trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine="auto"``:
-a compiled kernel on the CPU, fused torch operations on a GPU);
+``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. With plain SGD those
+trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine="auto"``: full batches on
+a compiled kernel on the CPU and fused torch operations on a GPU, minibatches on fused torch operations);
 ``engine="reference"`` selects the autograd loop, against which the fast path is tested. In full-batch
 training without dropout the recorded quantities come from the training forward pass itself. ``"conv"`` and
 ``"dropout"`` rows train the trials one after another; dropout records need a separate eval-mode pass.
@@ -61,7 +64,8 @@ class Recording:
     dh_sq : numpy.ndarray, shape (trials, n_records) or (trials, n_records, n_layers)
         ``||dh||^2`` at ``layer``; the last axis runs over the layers when ``layer`` is a tuple.
     dy_sq, w, loss : numpy.ndarray, shape (trials, n_records)
-        ``||dy||^2``, ``w`` and the full-dataset loss of eq. (1).
+        ``||dy||^2``, ``w`` and the full-dataset loss of eq. (1) (with minibatches: the epoch's mean
+        minibatch loss, see the module docstring).
     mean_output : numpy.ndarray, shape (trials, n_records, output_dim)
         Mean prediction over the tracked pair.
     layer : int or tuple of int
@@ -125,10 +129,11 @@ class _Recorder:
         self.mean = torch.empty(shape + (output_dim,), **kw)
 
     @torch.no_grad()
-    def record(self, rows, e, out, hs, loss):
+    def record(self, rows, e, out, hs, loss, *, pair_only=False):
         """Write epoch ``e`` of trials ``rows`` (a slice): ``out`` (T, N, O), ``hs`` (T, N, F) or a list of
-        them, ``loss`` (T,), all with a leading trial axis of the slice's length."""
-        i, j = self.i, self.j
+        them, ``loss`` (T,), all with a leading trial axis of the slice's length. ``pair_only``: ``out``
+        and ``hs`` hold only the tracked pair's two rows, ``i`` then ``j``."""
+        i, j = (0, 1) if pair_only else (self.i, self.j)
         dout = out[:, j] - out[:, i]
         dy = dout.square().sum(-1)
         self.dy[rows, e] = dy
@@ -275,10 +280,11 @@ def train(
         trials (conv and dropout always loop).
     engine : {"auto", "fast", "kernel", "fused", "reference"}, keyword-only
         ``"auto"`` (default) trains with the hand-written SGD of :mod:`repalign.fastpath` where it
-        applies (batched ``"mlp"``/``"skip"``, SGD, full batch) -- the compiled kernel on the CPU, the
-        fused torch operations on a GPU -- and with the autograd loop otherwise. ``"reference"``
-        always uses the autograd loop. ``"fast"`` demands the fast path (either back end) and raises if
-        the configuration is not covered; ``"kernel"`` and ``"fused"`` demand that back end.
+        applies (batched ``"mlp"``/``"skip"``, SGD) -- for full batches the compiled kernel on the CPU
+        and the fused torch operations on a GPU, for minibatches the fused torch operations -- and with
+        the autograd loop otherwise. ``"reference"`` always uses the autograd loop. ``"fast"`` demands
+        the fast path (either back end) and raises if the configuration is not covered; ``"kernel"``
+        (full batches only) and ``"fused"`` demand that back end.
         ``Recording.settings["engine"]`` says which of ``"kernel"``, ``"fused"``, ``"reference"`` ran.
     keep_models : bool, keyword-only
         Return the trained networks in ``Recording.models``.
@@ -362,14 +368,16 @@ def train(
     use_batched = batched and arch.variant in ("mlp", "skip")
     if engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
-    fast_ok = fastpath.supports(variant=arch.variant, optimizer=optimizer, full_batch=full_batch,
-                                batched=use_batched)
+    fast_ok = fastpath.supports(variant=arch.variant, optimizer=optimizer, batched=use_batched)
     if engine in ("fast", "kernel", "fused") and not fast_ok:
-        raise ValueError(f"`engine={engine!r}` covers only batched 'mlp'/'skip' networks with optimizer='sgd' "
-                         f"and full batches; got variant={arch.variant!r}, optimizer={optimizer!r}, "
-                         f"batch_size={batch_size!r}, batched={batched!r}. Use engine='auto'.")
+        raise ValueError(f"`engine={engine!r}` covers only batched 'mlp'/'skip' networks with optimizer='sgd'; "
+                         f"got variant={arch.variant!r}, optimizer={optimizer!r}, batched={batched!r}. "
+                         "Use engine='auto'.")
+    if engine == "kernel" and not full_batch:
+        raise ValueError(f"`engine='kernel'` trains full batches only, got batch_size={batch_size!r}; "
+                         "use engine='fused' or 'auto' for minibatches")
     use_fast = fast_ok and engine != "reference"
-    backend = engine if engine in fastpath.BACKENDS else fastpath.default_backend(dev)
+    backend = "fused" if not full_batch else engine if engine in fastpath.BACKENDS else fastpath.default_backend(dev)
     if use_fast and backend == "kernel" and dev.type != "cpu":
         raise ValueError(f"`engine='kernel'` runs on the CPU only, got device={device!r}; use engine='fused'")
     if stop_loss is not None:
@@ -396,7 +404,11 @@ def train(
             model = build_batched(arch, seeds=seeds, input_dim=X.shape[1], output_dim=Y.shape[1],
                                   dtype=tdtype, device=dev)
             rows = slice(None)
-            if use_fast:
+            if use_fast and not full_batch:
+                ran = fastpath.run_sgd_minibatch(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs,
+                                                 batch_size=batch_size, seeds=seeds, recorder=recorder, rows=rows,
+                                                 bar=bar, stop=stopper(rows))
+            elif use_fast:
                 ran = fastpath.run_sgd_full_batch(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder,
                                                   rows=rows, bar=bar, backend=backend, stop=stopper(rows))
             else:
@@ -469,18 +481,27 @@ def _run(model, *, X, Y, spec, lr, epochs, optimizer, batch_size, full_batch, re
                 out, _ = forward(X, None)
                 _step(opt, _loss(out, Y))
             else:
-                perms = np.stack([r.permutation(n) for r in rngs])  # (T, n), one permutation per trial
-                for start in range(0, n, batch_size):
-                    idx = torch.as_tensor(perms[:, start:start + batch_size], device=X.device)
+                epoch_loss = 0.0
+                for idx in _minibatches(rngs, n, batch_size, X.device):
                     xb, yb = (X[idx], Y[idx]) if batched else (X[idx[0]], Y[idx[0]])
                     out, _ = forward(xb, None)
-                    _step(opt, _loss(out, yb))
+                    loss = _loss(out, yb)
+                    epoch_loss = epoch_loss + loss.detach() * idx.shape[1]
+                    _step(opt, loss)
+                recorder.loss[rows, e] = epoch_loss / n  # the epoch's minibatch losses (module docstring)
         bar.update(1)
         if stop is not None and stop(e):
             epochs = e + 1
             break
     record(epochs)
     return epochs
+
+
+def _minibatches(rngs, n, batch_size, device):
+    """One epoch's minibatch indices, (T, b) each: a fresh permutation per trial from its own generator."""
+    perms = np.stack([r.permutation(n) for r in rngs])  # (T, n)
+    for start in range(0, n, batch_size):
+        yield torch.as_tensor(perms[:, start:start + batch_size], device=device)
 
 
 def _detach(hs):
