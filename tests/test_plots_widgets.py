@@ -110,3 +110,15 @@ def test_distance_matrix_annotates_every_cell():
     assert len(texts) == 4 and texts[1] == "1\n±0.1" and texts[0] == "0"
     assert ax.images[0].get_clim() == (0.0, 2.0)
     plt.close(fig)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_embedding_grid_draws_one_panel_per_embedding_and_colouring(dims):
+    rng = np.random.default_rng(0)
+    embs = [rng.normal(size=(20, dims)) for _ in range(2)]
+    colourings = [("a", np.arange(20), "viridis"), ("b", np.arange(20) % 2, "coolwarm"), ("c", -np.arange(20), "plasma")]
+    axes = plots.embedding_grid(embs, colourings, row_labels=["first", "second"])
+    assert len(axes) == 2 and all(len(row) == 3 for row in axes)
+    assert [ax.get_title() for ax in axes[0]] == ["a", "b", "c"]
+    assert (axes[0][0].name == "3d") == (dims == 3)
+    plt.close("all")

@@ -1,4 +1,6 @@
-"""Datasets of the experiments: the two-point dataset of the paper's App. B.1 and XOR (Sec. 4.4).
+"""Datasets of the experiments: the two-point dataset of the paper's App. B.1, XOR (Sec. 4.4) and the
+Gaussian-blob context task of Sec. 4.5 (App. B.3). MNIST (Sec. 4.6) is :func:`mnist`, the real files
+(:mod:`repalign._mnist`).
 
 The released code, which made the published figures, places the points at inputs -1 and 0 and targets
 0.6 and 0.6 + sqrt(0.5), so ``||x2-x1||^2 = 1`` and ``||y2-y1||^2 = 0.5``; the App. B.1 text says
@@ -13,9 +15,11 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import _validate as v
+from ._mnist import MNIST, MNISTChecksumError, MNISTUnavailableError, mnist
 from .profiles import TWO_POINT
 
-__all__ = ["TwoPointData", "two_point", "xor", "XOR_LABELS"]
+__all__ = ["TwoPointData", "two_point", "xor", "XOR_LABELS", "Blobs", "blobs", "MNIST", "mnist",
+           "MNISTUnavailableError", "MNISTChecksumError"]
 
 #: The four XOR inputs, in the order of :func:`xor`.
 XOR_LABELS = ("(0,0)", "(0,1)", "(1,0)", "(1,1)")
@@ -128,3 +132,104 @@ def xor() -> tuple[np.ndarray, np.ndarray]:
     x.flags.writeable = False
     y.flags.writeable = False
     return x, y
+
+
+@dataclass(frozen=True)
+class Blobs:
+    """The Gaussian-blob context task (Sec. 4.5, App. B.3); every array is read-only.
+
+    Points are ordered context by context (context 0 first), and within a context ``mu_x`` varies
+    slowest: point ``c * n**2 + a * n + b`` has context ``c``, ``mu_x = centres[a]``, ``mu_y = centres[b]``.
+
+    Attributes
+    ----------
+    x : numpy.ndarray, shape (2 n^2, pixels^2 + 2)
+        The flattened image (row = y coordinate, column = x coordinate) followed by the one-hot context.
+    y : numpy.ndarray, shape (2 n^2, 1)
+        The target: ``mu_x`` in context 0, ``mu_y`` in context 1.
+    images : numpy.ndarray, shape (2 n^2, pixels, pixels)
+    context : numpy.ndarray of int, shape (2 n^2,)
+    mu_x, mu_y : numpy.ndarray, shape (2 n^2,)
+        The blob's centre.
+    relevant, irrelevant : numpy.ndarray, shape (2 n^2,)
+        The feature the context asks for (``mu_x`` in context 0, ``mu_y`` in context 1) and the other one.
+    centres : numpy.ndarray, shape (n,)
+        The centre positions along each axis.
+    """
+
+    x: np.ndarray
+    y: np.ndarray
+    images: np.ndarray
+    context: np.ndarray
+    mu_x: np.ndarray
+    mu_y: np.ndarray
+    relevant: np.ndarray
+    irrelevant: np.ndarray
+    centres: np.ndarray
+
+
+def blobs(n_centres: int = 30, pixels: int = 5, *, variance: float = 1.0) -> Blobs:
+    """The 2 x ``n_centres`` x ``n_centres`` Gaussian-blob images of the feature-collapse task.
+
+    Pixels sit on ``linspace(-1, 1, pixels)`` in each axis and blob centres on ``linspace(-1, 1,
+    n_centres)``. Pixel ``(x, y)`` of the blob at ``(mu_x, mu_y)`` is ``exp(-((x - mu_x)^2 + (y -
+    mu_y)^2) / (2 variance))``, and each image is divided by its own sum -- the released code's
+    construction (``variance = 1``). A one-hot context is appended: ``[1, 0]`` asks for ``mu_x``,
+    ``[0, 1]`` for ``mu_y``. The defaults give the paper's 1800 points of 27 inputs.
+
+    Parameters
+    ----------
+    n_centres : int, optional
+        Blob positions per axis (>= 2). Default 30.
+    pixels : int, optional
+        Image side in pixels (>= 2). Default 5.
+    variance : float, keyword-only
+        Variance of the Gaussian blob in the units of the pixel grid (> 0). Default 1.
+
+    Returns
+    -------
+    Blobs
+
+    Raises
+    ------
+    ValueError
+        If ``n_centres`` or ``pixels`` is not an integer >= 2, or ``variance <= 0``.
+
+    References
+    ----------
+    van Rossem & Saxe (2024), Sec. 4.5, Fig. 7 and App. B.3; Flesch et al. (2022).
+
+    Examples
+    --------
+    >>> d = blobs()
+    >>> d.x.shape, d.y.shape, round(float(d.images[0].sum()), 12)
+    ((1800, 27), (1800, 1), 1.0)
+    >>> d.context[[0, 1799]].tolist(), d.x[1799, -2:].tolist()
+    ([0, 1], [0.0, 1.0])
+    """
+    n = _dim("n_centres", n_centres)
+    p = _dim("pixels", pixels)
+    if n < 2:
+        raise ValueError(f"`n_centres` must be an integer >= 2, got {n_centres!r}")
+    if p < 2:
+        raise ValueError(f"`pixels` must be an integer >= 2, got {pixels!r}")
+    variance = float(v.positive("variance", variance))
+    centres = np.linspace(-1.0, 1.0, n)
+    grid = np.linspace(-1.0, 1.0, p)
+    mx, my = (a.ravel() for a in np.meshgrid(centres, centres, indexing="ij"))  # mu_x varies slowest
+    img = np.exp(-((grid[None, None, :] - mx[:, None, None]) ** 2 + (grid[None, :, None] - my[:, None, None]) ** 2)
+                 / (2.0 * variance))  # [point, row (y), column (x)]
+    img /= img.sum(axis=(1, 2), keepdims=True)
+    m = n * n
+    context = np.repeat([0, 1], m)
+    onehot = np.eye(2)[context]
+    images = np.concatenate([img, img])
+    x = np.hstack([images.reshape(2 * m, p * p), onehot])
+    mu_x, mu_y = np.tile(mx, 2), np.tile(my, 2)
+    relevant = np.where(context == 0, mu_x, mu_y)
+    irrelevant = np.where(context == 0, mu_y, mu_x)
+    arrays = dict(x=x, y=relevant[:, None].copy(), images=images, context=context, mu_x=mu_x, mu_y=mu_y,
+                  relevant=relevant, irrelevant=irrelevant, centres=centres)
+    for a in arrays.values():
+        a.flags.writeable = False
+    return Blobs(**arrays)

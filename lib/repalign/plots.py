@@ -11,7 +11,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 __all__ = ["COLORS", "LABELS", "use_style", "trajectory", "three_panel", "overlay", "quantity_legend", "identity_scatter",
-           "distance_matrix", "stamp"]
+           "distance_matrix", "stamp", "embedding_grid"]
 
 #: One colour per quantity across the book.
 COLORS = {
@@ -186,3 +186,56 @@ def stamp(fig, profile: str, seed: int | None = None) -> None:
     if engine is not None and "rect" in engine.get():
         engine.set(rect=(0.0, 0.04, 1.0, 0.96))  # keep a strip below the axes for the stamp
     fig.text(0.995, 0.005, text, ha="right", va="bottom", fontsize=7, color=COLORS["reference"])
+
+
+def embedding_grid(embeddings, colourings, *, row_labels=None, fig=None, size: float = 5.0,
+                   view: tuple[float, float] = (20.0, -60.0)):
+    """A grid of scatter plots: one row per embedding, one column per colouring, so each row shows one
+    representation coloured by several variables (Figs. 8, 12, 15). Embeddings with three or more
+    columns are drawn in 3-D (their first three coordinates, seen from ``view`` = (elevation,
+    azimuth) in degrees), others in 2-D.
+
+    Parameters
+    ----------
+    embeddings : sequence of array_like, each (n, >= 2)
+    colourings : sequence of (title, values, cmap)
+        ``values`` has one entry per point; ``cmap`` a matplotlib colormap name.
+    row_labels : sequence of str, optional
+    fig : Figure, optional
+    size : float
+        Marker size.
+
+    Returns
+    -------
+    list of lists of Axes
+    """
+    embeddings = [np.asarray(e, float) for e in embeddings]
+    n_rows, n_cols = len(embeddings), len(colourings)
+    three = all(e.shape[1] >= 3 for e in embeddings)
+    if fig is None:
+        fig = plt.figure(figsize=(2.9 * n_cols, 2.7 * n_rows), layout="constrained")
+    axes = [[fig.add_subplot(n_rows, n_cols, r * n_cols + c + 1, **({"projection": "3d"} if three else {}))
+             for c in range(n_cols)] for r in range(n_rows)]
+    for r, emb in enumerate(embeddings):
+        for c, (title, values, cmap) in enumerate(colourings):
+            ax = axes[r][c]
+            coords = (emb[:, 0], emb[:, 1], emb[:, 2]) if three else (emb[:, 0], emb[:, 1])
+            ax.scatter(*coords, c=values, cmap=cmap, s=size, lw=0, depthshade=False) if three else \
+                ax.scatter(*coords, c=values, cmap=cmap, s=size, lw=0)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if three:
+                ax.set_zticks([])
+                ax.view_init(*view)
+                ax.set_aspect("equal")  # one scale on all axes, so a collapsed direction looks collapsed
+            else:
+                ax.set_aspect("equal", adjustable="datalim")
+            if r == 0:
+                ax.set_title(title, fontsize=9)
+            if c == 0 and row_labels is not None:
+                if three:
+                    ax.text2D(-0.06, 0.5, row_labels[r], transform=ax.transAxes, rotation=90, va="center",
+                              ha="center", fontsize=9)
+                else:
+                    ax.set_ylabel(row_labels[r], fontsize=9)
+    return axes
