@@ -18,12 +18,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import _validate as v
-from . import data, fit, profiles, theory
+from . import data, fit, geometry, profiles, theory
 from .profiles import Architecture
 from .train import Recording, train
 
 __all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "plateau_epochs", "summary_markdown", "DistanceGrid",
-           "distance_grid", "LayerFits", "fit_layers", "PairwiseRun", "pairwise_distances", "run_pairwise"]
+           "distance_grid", "LayerFits", "fit_layers", "PairwiseRun", "pairwise_distances", "run_pairwise",
+           "BlobRun", "run_blobs", "representations", "sorted_first", "weighted_predictions"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -363,6 +364,116 @@ def run_pairwise(name: str, arch: Architecture, x, y, *, ratio: float, seeds, la
     settings = {k: rec.settings[k] for k in ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")}
     return PairwiseRun(name, arch, {**settings, "layer": layer, "seeds": rec.seeds}, ratio, dh0,
                        pairwise_distances([h for _, h in final]), pred, rec.loss[:, -1], dyt == 0)
+
+
+def representations(models, x, layer: int, *, chunk: int = 10000) -> np.ndarray:
+    """Hidden layer ``layer`` of every network in ``models`` for the inputs ``x``: (trials, n, width), float64.
+
+    The networks run in eval mode and in their own dtype, ``chunk`` points at a time.
+    """
+    import torch
+
+    x = np.asarray(x)
+    out = []
+    with torch.no_grad():
+        for m in models:
+            m = m.eval()
+            dtype = next(m.parameters()).dtype
+            parts = [m(torch.as_tensor(x[k:k + chunk], dtype=dtype), hidden=layer)[1].numpy()
+                     for k in range(0, len(x), chunk)]
+            out.append(np.concatenate(parts))
+    return np.stack(out).astype(float)
+
+
+@dataclass(frozen=True, eq=False)
+class BlobRun:
+    """Final hidden representations of the Gaussian-blob context task (Sec. 4.5), with their measures.
+
+    ``hidden`` has shape (trials, n_points, width): the hidden layer ``settings["layer"]`` of every
+    point after training. The measures (one value per trial) are those of :mod:`repalign.geometry`:
+    ``shares[..., c, f]`` is the share of context ``c``'s variance explained by feature ``f`` (0 the
+    relevant blob position, 1 the irrelevant one), ``gap`` the :func:`~repalign.geometry.context_gap`
+    and ``pc1`` the :func:`~repalign.geometry.collinearity` of all points.
+    """
+
+    name: str
+    arch: Architecture
+    settings: dict
+    hidden: np.ndarray
+    loss: np.ndarray  # (trials, epochs + 1): the recorded loss curve
+    shares: np.ndarray  # (trials, 2 contexts, 2 features)
+    gap: np.ndarray
+    pc1: np.ndarray
+    seconds: float
+
+    @property
+    def irrelevant_share(self) -> np.ndarray:
+        """Per trial: the irrelevant feature's share, averaged over the two contexts."""
+        return self.shares[:, :, 1].mean(-1)
+
+    def row(self) -> dict:
+        """Medians over trials, for a table."""
+        return {"name": self.name, "activation": self.arch.activation, "optimizer": self.settings["optimizer"],
+                "gain": self.arch.gain, "lr": self.settings["lr"], "epochs": self.settings["epochs"],
+                "trials": len(self.settings["seeds"]), "final_loss": float(np.median(self.loss[:, -1])),
+                "relevant": float(np.median(self.shares[:, :, 0].mean(-1))),
+                "irrelevant": float(np.median(self.irrelevant_share)), "gap": float(np.median(self.gap)),
+                "pc1": float(np.median(self.pc1)), "seconds": self.seconds}
+
+
+def run_blobs(name: str, arch: Architecture, dataset: data.Blobs, *, seeds, batch_size: int = 64,
+              layer: int = 3, progress: bool = False, **train_kwargs) -> BlobRun:
+    """Train ``arch`` on the blob task in minibatches and measure the final representation's geometry.
+
+    ``layer`` is the hidden layer read out (the released code's 3rd of 4); ``train_kwargs`` go to
+    :func:`repalign.train.train` (``optimizer``, ``lr``, ``epochs``).
+    """
+    start = time.perf_counter()
+    rec = train(arch, dataset.x, dataset.y, seeds=seeds, batch_size=batch_size, layer=layer, keep_models=True,
+                progress=progress, **train_kwargs)
+    hidden = representations(rec.models, dataset.x, layer)
+    shares = geometry.feature_shares(hidden, [dataset.relevant, dataset.irrelevant], dataset.context)
+    gap = geometry.context_gap(hidden, dataset.context, dataset.y[:, 0])
+    settings = {k: rec.settings[k] for k in ("lr", "epochs", "optimizer", "batch_size")}
+    return BlobRun(name, arch, {**settings, "layer": layer, "seeds": rec.seeds}, hidden, rec.loss, shares, gap,
+                   geometry.collinearity(hidden), time.perf_counter() - start)
+
+
+def sorted_first(labels, n: int) -> np.ndarray:
+    """Indices of the first ``n`` points, sorted by label (stably, so ties keep dataset order): Fig. 9."""
+    labels = np.asarray(labels)
+    if not isinstance(n, (int, np.integer)) or not 1 <= n <= len(labels):
+        raise ValueError(f"`n` must be an integer in [1, {len(labels)}], got {n!r}")
+    return np.argsort(labels[:n], kind="stable")
+
+
+def weighted_predictions(x_ref, y_ref, probe, *, ratio: float, x_raw=None) -> dict[str, np.ndarray]:
+    """The theory's distance matrices for the points ``probe`` (indices into the reference set), Fig. 9.
+
+    Returns (each (len(probe), len(probe))):
+
+    ``"eq10"``
+        Eq. (10) at small weights for every pair, ``sqrt(ratio) ||dx|| ||dy||`` on the network's
+        inputs ``x_ref``, without any weighting.
+    ``"eq50_code"``
+        Eq. (50) as the released code evaluated it: distances on the raw inputs ``x_raw`` (0-255
+        pixels), rate ratio 1, weights ``exp(-D)`` unnormalised, summed over the whole reference set.
+    ``"eq50_normalised"``
+        Eq. (50) with the network's inputs and ``ratio``, weights ``exp(-D / s)`` with ``s`` the
+        median non-zero theory distance, each point's weights normalised to sum to 1.
+    """
+    from . import geometry
+
+    probe = np.asarray(probe)
+    d_net = geometry.low_weight_distances(x_ref, y_ref, ratio=ratio)
+    out = {"eq10": d_net[np.ix_(probe, probe)]}
+    if x_raw is not None:
+        d_raw = geometry.low_weight_distances(x_raw, y_ref, ratio=1.0)
+        out["eq50_code"] = geometry.exponential_weighting(d_raw[probe], d_raw)
+        del d_raw
+    scale = float(np.median(d_net[d_net > 0]))
+    out["eq50_normalised"] = geometry.exponential_weighting(d_net[probe], d_net, scale=scale, normalise=True)
+    return out
 
 
 def _mean_sd(m: float, sd: float) -> str:

@@ -128,6 +128,17 @@ _XOR_COMMON = {
     "merge_max": 0.1, "no_merge_min": 0.5, "max_relative_error": 0.3,
 }
 
+_BLOBS_COMMON = {
+    "seed": 0, "rows": ("blobs_high", "blobs_low", "blobs_very_low"), "batch_size": 64, "layer": 3,
+    "adam_lr": 1e-3, "mds_components": 3, "max_share_ratio": 0.25, "max_gap_very_low": 0.2,
+    "min_pc1_very_low": 0.9, "min_gap_low": 0.5,
+}
+
+_MNIST_COMMON = {
+    "seed": 0, "row": "mnist", "batch_size": 64, "layer": 3, "pair": (1, 3), "n_probe": 100, "adam_lr": 1e-3,
+    "error_threshold": 0.2, "paper_r": 0.703, "r_tolerance": 0.1,
+}
+
 _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # Chapter 1 is pure numerics: the profiles differ only in how many cases and samples are checked.
     "derivation": {
@@ -204,6 +215,28 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
                   "error_threshold": 0.1, "first_layers": 3},
         "paper": {"seed": 0, "arch": "default", "width": 500, "lr": 0.01, "epochs": 3000, "trials": 5,
                   "error_threshold": 0.1, "first_layers": 3},
+    },
+    # Chapter 5 (Figs. 7, 8, 12, 15): Table 2's blob rows exactly (tanh, minibatches of 64, hidden layer
+    # 3 of 4). The quick profile runs one seed per row and draws MDS on every other blob position per
+    # axis (450 of the 1800 points; the measures always use all points). The paper gives no Adam
+    # learning rate; torch's default 1e-3 is used. The check thresholds are fixed here, before the runs.
+    "blobs": {
+        "quick": {**_BLOBS_COMMON, "seeds": 1, "variant_seeds": 1, "mds_stride": 2,
+                  "adam_rows": ("blobs_high", "blobs_low"), "adam_epochs": 300},
+        "paper": {**_BLOBS_COMMON, "seeds": 5, "variant_seeds": 3, "mds_stride": 1,
+                  "adam_rows": ("blobs_high", "blobs_low", "blobs_very_low"), "adam_epochs": 1000},
+    },
+    # Chapter 6 (Figs. 4, 9, 16): Table 2's MNIST row (leaky ReLU, gain 0.5, 100 units, 4 hidden
+    # layers, hidden layer 3, minibatches of 64) with the paper's loss, eq. (1). The paper profile is
+    # Table 2 on all 60,000 images with the paper's 50 trials and eq. (50) over the first 10,000
+    # images. The quick profile trains on the first 6,000 images for 60 epochs at 10x the learning
+    # rate (a gradient-flow time of 60 * 94 * 0.02 = 113 against Table 2's 938), 4 trials, and sums
+    # eq. (50) over the first 2,000 images. The paper gives no Adam learning rate; 1e-3 is torch's.
+    "mnist": {
+        "quick": {**_MNIST_COMMON, "n_train": 6000, "lr": 0.02, "epochs": 60, "trials": 4, "n_ref": 2000,
+                  "adam_epochs": 20, "adam_trials": 2},
+        "paper": {**_MNIST_COMMON, "n_train": 60000, "lr": 0.002, "epochs": 500, "trials": 50, "n_ref": 10000,
+                  "adam_epochs": 100, "adam_trials": 50},
     },
     # Chapter 3 (Fig. 3, Fig. 5, App. A.6). Fig. 5 follows the released code (authors-code-facts.md):
     # rates fitted on `rate_trials` runs at the base distances and averaged over the runs whose final
