@@ -379,7 +379,7 @@ def representations(models, x, layer: int, *, chunk: int = 10000) -> np.ndarray:
         for m in models:
             m = m.eval()
             dtype = next(m.parameters()).dtype
-            parts = [m(torch.as_tensor(x[k:k + chunk], dtype=dtype), hidden=layer)[1].numpy()
+            parts = [m(torch.tensor(x[k:k + chunk], dtype=dtype), hidden=layer)[1].numpy()  # a copy: x may be read-only
                      for k in range(0, len(x), chunk)]
             out.append(np.concatenate(parts))
     return np.stack(out).astype(float)
