@@ -283,9 +283,9 @@ def fit_layers(recording: Recording, **fit_kwargs) -> LayerFits:
 
 
 def pairwise_distances(a) -> np.ndarray:
-    """Squared Euclidean distances between the rows of ``a`` (..., n, d) -> (..., n, n)."""
-    a = np.asarray(a, float)
-    return ((a[..., :, None, :] - a[..., None, :, :]) ** 2).sum(-1)
+    """Squared Euclidean distances between the rows of ``a`` (..., n, d) -> (..., n, n):
+    :func:`repalign.geometry.sq_distances`."""
+    return geometry.sq_distances(a)
 
 
 @dataclass(frozen=True, eq=False)

@@ -184,10 +184,10 @@ class _Fused:
             hs.append(a)
         return torch.baddbmm(bs[self.L], a, Ws[self.L]), zs, ps, hs
 
-    def step(self, x, y, lr, fwd=None):
+    def step(self, x, y, lr):
         """One SGD step on the points ``x`` (T, n, d), targets ``y`` (T or 1, n, O), of the loss
         ``1/2 mean_n ||f - y||^2``; returns the forward pass taken before the update."""
-        out, zs, ps, hs = fwd = self.forward(x) if fwd is None else fwd
+        out, zs, ps, hs = fwd = self.forward(x)
         Ws, bs, skip, L = self.Ws, self.bs, self.skip, self.L
         g = (out - y) / x.shape[1]  # d loss / d out, per trial (the trials' losses are summed)
         ga = [None] * L  # d loss / d h_i, accumulated (skip connections add to two layers below)
@@ -211,7 +211,16 @@ class _Fused:
 
 
 def _loss(out, y):
+    """Eq. (1) per trial: ``1/2 mean_n ||out_n - y_n||^2``; out (T, N, O), y (T, N, O) or (N, O) -> (T,)."""
     return 0.5 * (out - y).square().sum(-1).mean(-1)
+
+
+def _minibatches(rngs, n, batch_size, device):
+    """One epoch's minibatch indices, (T, b) each: a fresh permutation per trial from its own generator
+    (shared by the autograd loop and :func:`run_sgd_minibatch`, so both train on the same minibatches)."""
+    perms = np.stack([r.permutation(n) for r in rngs])  # (T, n)
+    for start in range(0, n, batch_size):
+        yield torch.as_tensor(perms[:, start:start + batch_size], device=device)
 
 
 def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
@@ -245,8 +254,6 @@ def run_sgd_minibatch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, 
     """
     if not isinstance(model, BatchedMLP):
         raise TypeError(f"`model` must be a BatchedMLP, got {type(model).__name__}")
-    from .train import _minibatches  # the reference loop's minibatch order
-
     net = _Fused(model)
     n = X.shape[0]
     rngs = [np.random.default_rng(s) for s in seeds]

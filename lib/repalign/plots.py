@@ -220,8 +220,7 @@ def embedding_grid(embeddings, colourings, *, row_labels=None, fig=None, size: f
         for c, (title, values, cmap) in enumerate(colourings):
             ax = axes[r][c]
             coords = (emb[:, 0], emb[:, 1], emb[:, 2]) if three else (emb[:, 0], emb[:, 1])
-            ax.scatter(*coords, c=values, cmap=cmap, s=size, lw=0, depthshade=False) if three else \
-                ax.scatter(*coords, c=values, cmap=cmap, s=size, lw=0)
+            ax.scatter(*coords, c=values, cmap=cmap, s=size, lw=0, **({"depthshade": False} if three else {}))
             ax.set_xticks([])
             ax.set_yticks([])
             if three:

@@ -42,6 +42,7 @@ from tqdm.auto import tqdm
 
 from . import _validate as v
 from . import fastpath
+from .fastpath import _loss, _minibatches  # eq. (1) and the minibatch order, shared with the fast path
 from .models import _check_arch, _hidden_spec, build, build_batched, default_hidden_layer, n_hidden
 from .profiles import Architecture
 
@@ -175,11 +176,6 @@ class _Recorder:
             a.flags.writeable = False
             out.append(a)
         return out
-
-
-def _loss(out, y):
-    """Eq. (1) per trial: ``1/2 mean_n ||out_n - y_n||^2``; out (T, N, O), y (T, N, O) or (N, O) -> (T,)."""
-    return 0.5 * (out - y).square().sum(-1).mean(-1)
 
 
 def _optimizer(name, params, lr):
@@ -495,13 +491,6 @@ def _run(model, *, X, Y, spec, lr, epochs, optimizer, batch_size, full_batch, re
             break
     record(epochs)
     return epochs
-
-
-def _minibatches(rngs, n, batch_size, device):
-    """One epoch's minibatch indices, (T, b) each: a fresh permutation per trial from its own generator."""
-    perms = np.stack([r.permutation(n) for r in rngs])  # (T, n)
-    for start in range(0, n, batch_size):
-        yield torch.as_tensor(perms[:, start:start + batch_size], device=device)
 
 
 def _detach(hs):
