@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import profiles
+from .tables import markdown_table
 
 __all__ = ["Claim", "ClaimFailed", "RELATIONS", "check", "for_chapter", "claims_dir", "load", "scorecard_markdown"]
 
@@ -236,7 +237,7 @@ def scorecard_markdown(records: list[Claim], *, compact: bool = False) -> str:
     head = ["chapter", "claim", "paper", "measured", "tolerance", "verdict", "profile"]
     if compact:
         head = head[1:-1]
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    rows = []
     for r in records:
         tol = {
             "<=": lambda: f"≤ {r.tolerance:.3g}",
@@ -245,6 +246,6 @@ def scorecard_markdown(records: list[Claim], *, compact: bool = False) -> str:
             "rel": lambda: f"{r.expected:.4g} ± {100 * r.tolerance:.3g} %",
         }[r.relation]()
         verdict = "pass" if r.verdict == "pass" else "**FAIL**"
-        cells = [r.chapter, r.claim.replace("|", "\\|"), r.paper, f"{r.measured:.4g}", tol, verdict, r.profile]
-        lines.append("| " + " | ".join(cells[1:-1] if compact else cells) + " |")
-    return "\n".join(lines)
+        cells = [r.chapter, r.claim, r.paper, f"{r.measured:.4g}", tol, verdict, r.profile]
+        rows.append(cells[1:-1] if compact else cells)
+    return markdown_table(head, rows)

@@ -20,6 +20,7 @@ import numpy as np
 from . import _validate as v
 from . import data, fit, geometry, profiles, theory
 from .profiles import Architecture
+from .tables import markdown_table
 from .train import Recording, train
 
 __all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "plateau_epochs", "summary_markdown", "DistanceGrid",
@@ -482,17 +483,17 @@ def _mean_sd(m: float, sd: float) -> str:
 
 def summary_markdown(runs) -> str:
     """A Markdown table of :meth:`TwoPointRun.summary` rows (rates as mean ± sd over trials)."""
-    head = ("| architecture | width | η | epochs | trials | fit error, median (min-max) | 1/τ_h | 1/τ_y "
-            "| τ_h/τ_y | 1/τ_ȳ | loss fit error |\n|---|---|---|---|---|---|---|---|---|---|---|")
-    lines = [head]
+    header = ["architecture", "width", "η", "epochs", "trials", "fit error, median (min-max)", "1/τ_h", "1/τ_y",
+              "τ_h/τ_y", "1/τ_ȳ", "loss fit error"]
+    rows = []
     for run in runs:
         s = run.summary()
         ratio = run.rates[:, 1] / run.rates[:, 0]
-        lines.append(
-            f"| {s['name']}{' (Adam)' if s['optimizer'] == 'adam' else ''} | {s['width']} | {s['lr']:.3g} | "
-            f"{s['epochs']} | {s['trials']} | {s['error_median']:.3f} ({s['error_min']:.3f}-{s['error_max']:.3f}) | "
-            f"{_mean_sd(s['rate_h'], s['rate_h_sd'])} | {_mean_sd(s['rate_y'], s['rate_y_sd'])} | "
-            f"{_mean_sd(ratio.mean(), ratio.std(ddof=1) if len(ratio) > 1 else np.nan)} | "
-            f"{_mean_sd(s['rate_ybar'], s['rate_ybar_sd'])} | {s['loss_error_median']:.3f} |")
-    return "\n".join(lines)
+        rows.append([
+            f"{s['name']}{' (Adam)' if s['optimizer'] == 'adam' else ''}", s["width"], f"{s['lr']:.3g}", s["epochs"],
+            s["trials"], f"{s['error_median']:.3f} ({s['error_min']:.3f}-{s['error_max']:.3f})",
+            _mean_sd(s["rate_h"], s["rate_h_sd"]), _mean_sd(s["rate_y"], s["rate_y_sd"]),
+            _mean_sd(ratio.mean(), ratio.std(ddof=1) if len(ratio) > 1 else np.nan),
+            _mean_sd(s["rate_ybar"], s["rate_ybar_sd"]), f"{s['loss_error_median']:.3f}"])
+    return markdown_table(header, rows)
 

@@ -10,7 +10,7 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["COLORS", "LABELS", "use_style", "trajectory", "three_panel", "overlay", "quantity_legend", "identity_scatter",
+__all__ = ["COLORS", "LABELS", "use_style", "trajectory", "loss_curve", "three_panel", "overlay", "quantity_legend", "identity_scatter",
            "distance_matrix", "stamp", "embedding_grid"]
 
 #: One colour per quantity across the book.
@@ -67,6 +67,47 @@ def trajectory(t, values, quantity: str, *, kind: str = "theory", ax=None, label
     ax = plt.gca() if ax is None else ax
     style = {"color": COLORS[quantity], **_KIND[kind], **kwargs}
     ax.plot(np.asarray(t), np.asarray(values), label=label, **style)
+    return ax
+
+
+def loss_curve(t, loss_network=None, loss_theory=None, *, plateau: float | None = None, ax=None,
+               ylim: tuple[float, float] = (1e-6, 1.0), xscale: str = "linear"):
+    """The training loss of a network (solid) and eq. (9) (dashed), log loss axis.
+
+    Parameters
+    ----------
+    t : array_like, shape (n,)
+        Times (epochs x learning rate).
+    loss_network, loss_theory : array_like, shape (n,), optional
+        The recorded loss of one trial and the theory's loss (:func:`repalign.theory.loss`); either
+        may be omitted.
+    plateau : float, optional
+        Draw the plateau value (``dy_target_sq / 8`` for small weights) as a dotted line.
+    ax : Axes, optional
+    ylim : (float, float), default (1e-6, 1)
+    xscale : {"linear", "log", "symlog"}, default "linear"
+        ``"symlog"`` uses a linear stretch up to t = 10 and shows the whole run from t = 0.
+
+    Returns
+    -------
+    Axes
+    """
+    if xscale not in ("linear", "log", "symlog"):
+        raise ValueError(f"`xscale` must be 'linear', 'log' or 'symlog'; got {xscale!r}")
+    ax = plt.gca() if ax is None else ax
+    t = np.asarray(t)
+    if loss_network is not None:
+        trajectory(t, loss_network, "loss", kind="network", ax=ax, lw=3.0, alpha=0.45)
+    if loss_theory is not None:
+        trajectory(t, loss_theory, "loss", kind="theory", ax=ax, lw=1.4)
+    if plateau is not None:
+        ax.axhline(plateau, color=COLORS["reference"], ls=":", lw=1, label="plateau ‖Δy‖²/8")
+    ax.set(yscale="log", ylim=ylim)
+    if xscale == "symlog":
+        ax.set_xscale("symlog", linthresh=10.0)
+        ax.set_xlim(0, float(t[-1]))
+    else:
+        ax.set_xscale(xscale)
     return ax
 
 

@@ -126,9 +126,8 @@ def gain_figure(gain: float = 1.0, *, ratio: float | None = None, seed: int = 0,
     fig.clear()
     ax_loss, ax_dh = fig.subplots(1, 2)
     t = rec.epochs
-    plots.trajectory(t, rec.loss[0], "loss", kind="network", ax=ax_loss)
-    ax_loss.axhline(d.dy_target_sq / 8, color=plots.COLORS["reference"], lw=0.8, ls=":", label="plateau ‖Δy‖²/8")
-    ax_loss.set(yscale="log", ylim=(1e-6, 1.0), xlabel=plots.LABELS["time"], ylabel=plots.LABELS["loss"])
+    plots.loss_curve(t, rec.loss[0], plateau=d.dy_target_sq / 8, ax=ax_loss)
+    ax_loss.set(xlabel=plots.LABELS["time"], ylabel=plots.LABELS["loss"])
     ax_loss.legend()
     plots.trajectory(t, rec.dh_sq[0], "dh_sq", kind="network", ax=ax_dh)
     title = f"gain {arch.gain:.3g}, η = {arch.lr:.3g}"
