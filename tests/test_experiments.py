@@ -117,7 +117,7 @@ def test_distance_grid_reads_the_distance_at_the_stop_and_predicts_with_eq10():
     i = int(np.nonzero(rec.loss[1] < 1e-4)[0][0])
     assert g.measured[7] == pytest.approx(rec.dh_sq[1, i])
     from repalign import theory
-    expected = theory.final_distance(rec.dh_sq[1, 0], rec.dy_sq[1, 0], 1.5, 1.0, 1.0, 2.0).distance
+    expected = theory.final_distance(rec.dh_sq[1, 0], rec.dy_sq[1, 0], rate_h=1.0, rate_y=2.0, dx_sq=1.5, dy_target_sq=1.0).distance
     assert g.predicted[7] == pytest.approx(float(expected))
     assert np.isfinite(g.correlation()) and g.median_relative_error() >= 0
     with pytest.raises(ValueError, match="`ratio`"):
@@ -162,7 +162,7 @@ def test_xor_data_and_pairwise_run_against_eq10():
     dh0 = float(((h[0] - h[3]) ** 2).sum())
     dy0 = float(((out[0] - out[3]) ** 2).sum())
     assert r.initial[1, 0, 3] == pytest.approx(dh0)
-    assert r.predicted[1, 0, 3] == pytest.approx(float(theory.final_distance(dh0, dy0, 2.0, 0.0, 1.0, 2.0).distance))
+    assert r.predicted[1, 0, 3] == pytest.approx(float(theory.final_distance(dh0, dy0, rate_h=1.0, rate_y=2.0, dx_sq=2.0, dy_target_sq=0.0).distance))
     assert np.all(np.diagonal(r.predicted, axis1=1, axis2=2) == 0)
     m = r.measured[:, np.triu_indices(4, 1)[0], np.triu_indices(4, 1)[1]]
     same = r.same_target[np.triu_indices(4, 1)]

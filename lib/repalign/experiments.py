@@ -239,7 +239,7 @@ def distance_grid(
     for a, b in cells:
         d = data.two_point(a, b)
         rec = train(arch, d.x, d.y, seeds=seeds, lr=lr, epochs=epochs, stop_loss=stop_loss, progress=progress)
-        pred = theory.final_distance(rec.dh_sq[:, 0], rec.dy_sq[:, 0], a, b, 1.0, 1.0 / ratio).distance
+        pred = theory.final_distance(rec.dh_sq[:, 0], rec.dy_sq[:, 0], rate_h=1.0, rate_y=1.0 / ratio, dx_sq=a, dy_target_sq=b).distance
         for k, s in enumerate(rec.seeds):
             below = np.nonzero(rec.loss[k] < stop_loss)[0]
             i = int(below[0]) if below.size else rec.n_records - 1
@@ -359,8 +359,7 @@ def run_pairwise(name: str, arch: Architecture, x, y, *, ratio: float, seeds, la
     dx, dyt = pairwise_distances(x), pairwise_distances(y)
     off = ~np.eye(len(x), dtype=bool)  # eq. (10) needs dh0 > 0; the diagonal is 0 by definition
     pred = np.zeros_like(dh0)
-    pred[:, off] = theory.final_distance(dh0[:, off], dy0[:, off], np.broadcast_to(dx[off], dh0[:, off].shape),
-                                         np.broadcast_to(dyt[off], dh0[:, off].shape), 1.0, 1.0 / ratio).distance
+    pred[:, off] = theory.final_distance(dh0[:, off], dy0[:, off], rate_h=1.0, rate_y=1.0 / ratio, dx_sq=np.broadcast_to(dx[off], dh0[:, off].shape), dy_target_sq=np.broadcast_to(dyt[off], dh0[:, off].shape)).distance
     settings = {k: rec.settings[k] for k in ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")}
     return PairwiseRun(name, arch, {**settings, "layer": layer, "seeds": rec.seeds}, ratio, dh0,
                        pairwise_distances([h for _, h in final]), pred, rec.loss[:, -1], dyt == 0)

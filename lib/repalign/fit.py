@@ -231,8 +231,7 @@ def fit_rates(
         if not lo / 100 <= rate_y / rate_h <= hi * 100:  # ran off: the records do not pin tau_h/tau_y down
             ok = False
     try:
-        z_theory = theory.solve(z0, t, rate_h=rate_h, rate_y=rate_y, dx_sq=dx_sq, dy_target_sq=dy_target_sq,
-                                rtol=rtol, atol=atol)
+        z_theory = theory.solve(z0, t, rate_h=rate_h, rate_y=rate_y, dx_sq=dx_sq, dy_target_sq=dy_target_sq, rtol=rtol, atol=atol)
     except RuntimeError as exc:  # keep a batch of fits going; the result says it failed
         z_theory, ok, message = np.full_like(z, np.nan), False, f"{message} {exc}"
     return RateFit(
@@ -372,24 +371,6 @@ def fit_rate_ybar(
 
 # --------------------------------------------------------------------------------------------------
 # helpers
-
-
-def _records(t, z) -> tuple[np.ndarray, np.ndarray]:
-    """Validate record times and states: t strictly increasing, z (n, 3), n >= 3, distances >= 0."""
-    t = v.finite_array("t", t, ndim=1)
-    z = v.finite_array("z", z, ndim=2)
-    if z.shape[1] != 3:
-        raise ValueError(f"`z` must have shape (n, 3) with columns dh_sq, dy_sq, w, got shape {z.shape}")
-    if z.shape[0] != t.size:
-        raise ValueError(f"`t` and `z` must have the same number of records, got len(t) = {t.size} and "
-                         f"len(z) = {z.shape[0]}")
-    if t.size < 3:
-        raise ValueError(f"`t` and `z` need at least 3 records to fit, got {t.size}")
-    if np.any(np.diff(t) <= 0):
-        raise ValueError("`t` must be strictly increasing (sort the records by time)")
-    if np.any(z[:, :2] < 0):
-        raise ValueError("`z[:, 0]` (dh_sq) and `z[:, 1]` (dy_sq) are squared distances and must be >= 0")
-    return t, z
 
 
 def _bounds(name: str, bounds) -> tuple[float, float]:
