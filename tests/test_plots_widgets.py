@@ -94,12 +94,12 @@ def test_gain_lr_interpolates_table1_and_applies_the_profile_factor():
 
 
 def test_gain_figure_trains_and_marks_the_prediction():
-    fig = widgets.gain_figure(1.0, ratio=0.02, epochs=300, profile="quick")
+    fig = widgets.gain_figure(1.0, tau_y_over_tau_h=0.02, epochs=300, profile="quick")
     ax_loss, ax_dh = fig.axes
     assert len(ax_dh.get_lines()) == 3  # the network, eq. (10), A_low
     plt.close(fig)
-    with pytest.raises(ValueError, match="`ratio`"):
-        widgets.gain_figure(1.0, ratio=-1.0, epochs=10, profile="quick")
+    with pytest.raises(ValueError, match="`tau_y_over_tau_h`"):
+        widgets.gain_figure(1.0, tau_y_over_tau_h=-1.0, epochs=10, profile="quick")
 
 
 def test_distance_matrix_annotates_every_cell():

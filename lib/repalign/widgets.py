@@ -107,10 +107,10 @@ def gain_lr(gain: float, profile: str | None = None) -> float:
     return float(np.exp(np.interp(gain, g, np.log(lr)))) * factor
 
 
-def gain_figure(gain: float = 1.0, *, ratio: float | None = None, seed: int = 0, epochs: int | None = None,
+def gain_figure(gain: float = 1.0, *, tau_y_over_tau_h: float | None = None, seed: int = 0, epochs: int | None = None,
                 profile: str | None = None, fig=None):
     """Train the default network (as the profile runs it) at initial ``gain`` and draw the loss and
-    ``||dh||^2`` against epochs: the plateau at ||Δy||²/8 and, with ``ratio`` (``tau_y/tau_h``), the
+    ``||dh||^2`` against epochs: the plateau at ||Δy||²/8 and, with ``tau_y_over_tau_h`` (``tau_y/tau_h``), the
     final distance eq. (10) predicts from the run's own initial values. About a second in the quick profile.
     """
     from dataclasses import replace
@@ -132,8 +132,8 @@ def gain_figure(gain: float = 1.0, *, ratio: float | None = None, seed: int = 0,
     ax_loss.legend()
     plots.trajectory(t, rec.dh_sq[0], "dh_sq", kind="network", ax=ax_dh)
     title = f"gain {arch.gain:.3g}, η = {arch.lr:.3g}"
-    if ratio is not None:
-        pred = theory.final_distance(rec.dh_sq[0, 0], rec.dy_sq[0, 0], rate_h=1.0, rate_y=1.0 / float(v.positive("ratio", ratio)), dx_sq=d.dx_sq, dy_target_sq=d.dy_target_sq)
+    if tau_y_over_tau_h is not None:
+        pred = theory.final_distance(rec.dh_sq[0, 0], rec.dy_sq[0, 0], rate_h=1.0, rate_y=1.0 / float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h)), dx_sq=d.dx_sq, dy_target_sq=d.dy_target_sq)
         ax_dh.axhline(float(pred.distance), color=plots.COLORS["reference"], lw=1.0, ls="--", label="eq. (10)")
         ax_dh.axhline(float(pred.a_low), color=plots.COLORS["accent"], lw=1.0, ls=":", label="A_low (rich limit)")
         ax_dh.legend()
@@ -145,7 +145,7 @@ def gain_figure(gain: float = 1.0, *, ratio: float | None = None, seed: int = 0,
     return fig
 
 
-def gain_explorer(*, ratio: float | None = None, profile: str | None = None):
+def gain_explorer(*, tau_y_over_tau_h: float | None = None, profile: str | None = None):
     """A gain slider that retrains the default network and redraws :func:`gain_figure` (live kernel)."""
     import ipywidgets as w
     from IPython.display import display
@@ -156,7 +156,7 @@ def gain_explorer(*, ratio: float | None = None, profile: str | None = None):
     def redraw(_=None):
         with out:
             out.clear_output(wait=True)
-            fig = gain_figure(slider.value, ratio=ratio, profile=profile)
+            fig = gain_figure(slider.value, tau_y_over_tau_h=tau_y_over_tau_h, profile=profile)
             display(fig)
             plt.close(fig)
 
