@@ -148,20 +148,11 @@ def fit_rates(
 
     The objective is the paper's eq. (49) as the authors computed it: the plain sum over records of
     the squared errors of ``dh_sq``, ``dy_sq`` and ``w`` (no weighting), with eq. (7) integrated
-    from the *measured* first record ``z[0]`` at time ``t[0]``. Both rates are searched in log
-    space, so they are always > 0: a log-spaced grid over ``tau_h/tau_y = rate_y/rate_h`` (plus an
-    estimate read off the conserved quantity of eqs. 23-24), each value scored at its best time
-    scale, refined by a bounded scalar search that steps around the barrier at the saddle of the
-    origin (:func:`repalign._fit_search.search`, on at most ``search_records`` records, half evenly
-    and half log-spaced in index); then the best starts are polished by Levenberg-Marquardt on
-    ``(log rate_h, log rate_y)`` at all records (:func:`repalign._fit_search.polish`). No randomness.
-
-    A first record that no output vectors can produce (``|dy_sq - w| > sqrt(dy_sq dy_target_sq)``,
-    which :func:`theory.solve` rejects) is projected onto the realisable set before solving: ``w``
-    is clipped to the nearest value in ``[dy_sq - sqrt(dy_sq dy_target_sq), dy_sq + sqrt(dy_sq
-    dy_target_sq)]``, keeping ``dh_sq`` and ``dy_sq``. Float32 networks with one output sit on this
-    boundary up to rounding, so the shift is then a few ulp; ``RateFit.z0`` and
-    ``RateFit.projected`` say what was used.
+    from the *measured* first record ``z[0]`` at time ``t[0]``, projected onto the realisable set
+    where rounding put it outside (``RateFit.z0``, ``RateFit.projected``; see :func:`_realisable`).
+    Both log-rates are searched: a grid over ``tau_h/tau_y = rate_y/rate_h`` scored at the best time
+    scale on at most ``search_records`` records (:func:`repalign._fit_search.search`), then
+    Levenberg-Marquardt at all records (:func:`repalign._fit_search.polish`). No randomness.
 
     Parameters
     ----------
@@ -188,10 +179,9 @@ def fit_rates(
     Raises
     ------
     ValueError
-        If ``t`` is not 1-D, finite and strictly increasing, ``z`` is not a finite (n, 3) array
-        with n = len(t) >= 3, a squared distance is negative, ``z[0, 0]`` is 0, or an option is
-        out of range. (If the final :func:`theory.solve` fails, the result has ``success=False``
-        and NaN ``z_theory`` and ``error`` rather than raising, so a batch of fits carries on.)
+        On bad records (:func:`repalign._records.validate`), ``z[0, 0] = 0``, a negative squared
+        distance or an option out of range. (A failed final :func:`theory.solve` gives
+        ``success=False`` and NaN ``z_theory`` and ``error``, so a batch of fits carries on.)
 
     References
     ----------
@@ -208,28 +198,14 @@ def fit_rates(
     t, z = _records.validate(t, z)
     dx_sq = float(v.positive("dx_sq", dx_sq))
     dy_target_sq = float(v.non_negative("dy_target_sq", dy_target_sq))
-    lo, hi = _bounds("tau_h_over_tau_y_bounds", tau_h_over_tau_y_bounds)
-    grid_per_decade = float(v.positive("grid_per_decade", grid_per_decade))
-    if not isinstance(search_records, (int, np.integer)) or search_records < 3:
-        raise ValueError(f"`search_records` must be an integer >= 3, got {search_records!r}")
-    if z[0, 0] <= 0:
-        raise ValueError(f"`z[0, 0]` is the first ||dh||^2 and must be > 0 (eq. 7 divides by it), got {z[0, 0]!r}")
-
+    lo, hi, grid = _search_grid(z, tau_h_over_tau_y_bounds, grid_per_decade, search_records)
     z0 = _realisable(z[0], dy_target_sq)
-    grid = np.geomspace(lo, hi, max(2, int(round(np.log10(hi / lo) * grid_per_decade)) + 1))
     estimate = _fit_search.tau_h_over_tau_y_from_conserved_quantity(z, dx_sq)
     extra = [estimate] if estimate is not None and lo / 10 <= estimate <= hi * 10 else []
     starts = _fit_search.search(t, z, z0, dx_sq, dy_target_sq, grid, extra, search_records, atol)
     sol, x0, ok = _fit_search.polish(t, z, z0, dx_sq, dy_target_sq, starts, rtol, atol)
     rate_h, rate_y = (float(val) for val in np.exp(sol.x if ok else x0))
-    message = sol.message
-    if not _identifiable(sol, z):
-        ok = False
-        message += " The records do not determine both rates: the theory barely changes with them."
-    if not lo * (1 - 1e-6) <= rate_y / rate_h <= hi * (1 + 1e-6):
-        message += f" tau_h/tau_y = rate_y/rate_h = {rate_y / rate_h:.3g} lies outside `tau_h_over_tau_y_bounds`."
-        if not lo / 100 <= rate_y / rate_h <= hi * 100:  # ran off: the records do not pin tau_h/tau_y down
-            ok = False
+    ok, message = _verdict(sol, z, ok, rate_y / rate_h, lo, hi)
     try:
         z_theory = theory.solve(z0, t, rate_h=rate_h, rate_y=rate_y, dx_sq=dx_sq, dy_target_sq=dy_target_sq, rtol=rtol, atol=atol)
     except RuntimeError as exc:  # keep a batch of fits going; the result says it failed
@@ -346,31 +322,62 @@ def fit_rate_ybar(
             raise ValueError("`t` must reach past 0 to identify `rate_ybar`; pass `rate_bounds` otherwise")
         rate_bounds = (1e-3 / span, 1e3 / np.min(np.diff(t)))
     lo, hi = _bounds("rate_bounds", rate_bounds)
-
-    rest = theory.loss(t, z, rate_ybar=1.0, dy_target_sq=dy_target_sq, offset_sq=0.0) - measured_loss  # the rate-independent part
+    rest = theory.loss(t, z, rate_ybar=1.0, dy_target_sq=dy_target_sq, offset_sq=0.0) - measured_loss  # rate-free part
 
     def sse(log_rate):
         return float(np.sum((0.5 * offset_sq * np.exp(-2.0 * np.exp(log_rate) * t) + rest) ** 2))
 
+    log_rate, success = _minimise_on_log_grid(sse, lo, hi)
+    rate_ybar = float(np.exp(log_rate))
+    loss_theory = theory.loss(t, z, rate_ybar=rate_ybar, dy_target_sq=dy_target_sq, offset_sq=offset_sq)
+    return LossFit(
+        rate_ybar=rate_ybar,
+        loss_theory=loss_theory,
+        error=normalised_error(measured_loss, loss_theory),
+        success=success,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# helpers
+
+
+def _minimise_on_log_grid(sse, lo: float, hi: float) -> tuple[float, bool]:
+    """Minimise ``sse(log_rate)`` over ``[log lo, log hi]``: a grid of 10 points a decade, then a bounded
+    scalar search between the best point's neighbours. Returns the log-rate and whether the search
+    converged away from the ends of the range."""
     grid = np.linspace(np.log(lo), np.log(hi), max(3, int(np.ceil(10 * np.log10(hi / lo)))))
     values = [sse(g) for g in grid]
     i = int(np.argmin(values))
     a, b = grid[max(i - 1, 0)], grid[min(i + 1, grid.size - 1)]
     res = minimize_scalar(sse, bounds=(a, b), method="bounded", options={"xatol": 1e-10})
     log_rate = res.x if res.success and res.fun <= values[i] else grid[i]
-    rate_ybar = float(np.exp(log_rate))
-    loss_theory = theory.loss(t, z, rate_ybar=rate_ybar, dy_target_sq=dy_target_sq, offset_sq=offset_sq)
     at_bound = np.isclose(log_rate, grid[0], atol=1e-6) or np.isclose(log_rate, grid[-1], atol=1e-6)
-    return LossFit(
-        rate_ybar=rate_ybar,
-        loss_theory=loss_theory,
-        error=normalised_error(measured_loss, loss_theory),
-        success=bool(res.success and not at_bound),
-    )
+    return log_rate, bool(res.success and not at_bound)
 
 
-# --------------------------------------------------------------------------------------------------
-# helpers
+def _search_grid(z, bounds, grid_per_decade, search_records) -> tuple[float, float, np.ndarray]:
+    """Check the search options of :func:`fit_rates`; the bounds and the log-spaced grid of ``tau_h/tau_y``."""
+    lo, hi = _bounds("tau_h_over_tau_y_bounds", bounds)
+    grid_per_decade = float(v.positive("grid_per_decade", grid_per_decade))
+    if not isinstance(search_records, (int, np.integer)) or search_records < 3:
+        raise ValueError(f"`search_records` must be an integer >= 3, got {search_records!r}")
+    if z[0, 0] <= 0:
+        raise ValueError(f"`z[0, 0]` is the first ||dh||^2 and must be > 0 (eq. 7 divides by it), got {z[0, 0]!r}")
+    return lo, hi, np.geomspace(lo, hi, max(2, int(round(np.log10(hi / lo) * grid_per_decade)) + 1))
+
+
+def _verdict(sol, z: np.ndarray, ok: bool, tau_h_over_tau_y: float, lo: float, hi: float) -> tuple[bool, str]:
+    """``RateFit.success`` and ``message`` after the polish: identifiable, and ``tau_h/tau_y`` near its bounds."""
+    message = sol.message
+    if not _identifiable(sol, z):
+        ok = False
+        message += " The records do not determine both rates: the theory barely changes with them."
+    if not lo * (1 - 1e-6) <= tau_h_over_tau_y <= hi * (1 + 1e-6):
+        message += f" tau_h/tau_y = rate_y/rate_h = {tau_h_over_tau_y:.3g} lies outside `tau_h_over_tau_y_bounds`."
+        if not lo / 100 <= tau_h_over_tau_y <= hi * 100:  # ran off: the records do not pin tau_h/tau_y down
+            ok = False
+    return ok, message
 
 
 def _bounds(name: str, bounds) -> tuple[float, float]:
@@ -407,7 +414,12 @@ def _identifiable(sol, z: np.ndarray) -> bool:
 
 
 def _realisable(z0: np.ndarray, dy_target_sq: float) -> np.ndarray:
-    """Clip w into [dy_sq - sqrt(dy_sq B), dy_sq + sqrt(dy_sq B)] (Cauchy-Schwarz), keeping dh_sq, dy_sq."""
+    """Clip w into [dy_sq - sqrt(dy_sq B), dy_sq + sqrt(dy_sq B)] (Cauchy-Schwarz), keeping dh_sq, dy_sq.
+
+    A first record that no output vectors can produce (``|dy_sq - w| > sqrt(dy_sq dy_target_sq)``,
+    which :func:`theory.solve` rejects) is moved to the nearest realisable ``w``. Float32 networks
+    with one output sit on this boundary up to rounding, so the shift is then a few ulp.
+    """
     dh_sq, dy_sq, w = z0
     half = np.sqrt(dy_sq * dy_target_sq)
     return np.array([dh_sq, dy_sq, float(np.clip(w, dy_sq - half, dy_sq + half))])
