@@ -53,7 +53,8 @@ def trajectories(n: int, records: int, seed: int):
             dy_sq0 = dh_sq0 * 10 ** rng.uniform(-0.5, 0.5)
         z0 = theory.initial_state(dh_sq0, dy_sq0, rng.uniform(-1.0, 1.0), dy_target_sq=DY_TARGET_SQ)
         z = theory.solve(z0, t, rate_h=rate_h, rate_y=rate_y, dx_sq=DX_SQ, dy_target_sq=DY_TARGET_SQ)
-        final = float(theory.final_distance(dh_sq0, dy_sq0, rate_h=rate_h, rate_y=rate_y, dx_sq=DX_SQ, dy_target_sq=DY_TARGET_SQ).distance)
+        final = float(theory.final_distance(dh_sq0, dy_sq0, rate_h=rate_h, rate_y=rate_y, dx_sq=DX_SQ,
+                                            dy_target_sq=DY_TARGET_SQ).distance)
         if abs(z[-1, 0] - dh_sq0) >= 0.5 * abs(final - dh_sq0):
             made += 1
             yield t, z, rate_h, rate_y

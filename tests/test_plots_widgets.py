@@ -41,7 +41,8 @@ def test_explorer_figure_draws_the_theory_and_marks_the_final_distance():
     assert len(axes) == 4
     d = widgets.EXPLORER_DEFAULTS
     z0 = theory.initial_state(1e-3, 0.3e-6, d["cos_angle"], dy_target_sq=d["dy_target_sq"])
-    expected = float(theory.final_distance(z0[0], z0[1], rate_h=d["rate_h"], rate_y=d["rate_y"], dx_sq=d["dx_sq"], dy_target_sq=d["dy_target_sq"]).distance)
+    expected = float(theory.final_distance(z0[0], z0[1], rate_h=d["rate_h"], rate_y=d["rate_y"], dx_sq=d["dx_sq"],
+                                           dy_target_sq=d["dy_target_sq"]).distance)
     marker = [line for line in axes[0].get_lines() if line.get_linestyle() == ":"][0]
     assert np.allclose(marker.get_ydata(), expected)
     plt.close(fig)

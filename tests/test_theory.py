@@ -134,7 +134,8 @@ def test_identical_outputs_solution_solves_eq7(case):
     np.testing.assert_array_equal(z[..., 1], z[..., 2])
     for k in range(tk.size):
         fd = (z[k, 2] - z[k, 0]) / (2 * h)
-        np.testing.assert_allclose(th.rhs(0.0, z[k, 1], rate_h=rh, rate_y=ry, dx_sq=dx, dy_target_sq=0.0), fd, rtol=1e-6, atol=1e-9)
+        np.testing.assert_allclose(th.rhs(0.0, z[k, 1], rate_h=rh, rate_y=ry, dx_sq=dx, dy_target_sq=0.0), fd,
+                                   rtol=1e-6, atol=1e-9)
     z0 = th.identical_outputs_solution([0.0], dh0, dy0, rate_h=rh, rate_y=ry, dx_sq=dx)
     np.testing.assert_allclose(z0[0], [dh0, dy0, dy0], rtol=1e-15)
 
@@ -180,7 +181,8 @@ def test_solve_long_time_limit_is_eq10(case):
     "z0, params",
     [
         (th.initial_state(0.3, 0.2, 0.6, dy_target_sq=0.5), (1.0, 0.5, 1.0, 0.5)),
-        (th.initial_state(1e-3, 1e-6, 0.2, dy_target_sq=0.5), (1.0, 1.0, 1.0, 0.5)),  # small weights: plateau, then escape
+        (th.initial_state(1e-3, 1e-6, 0.2, dy_target_sq=0.5), (1.0, 1.0, 1.0,
+                                                               0.5)),  # small weights: plateau, then escape
         (th.initial_state(0.05, 0.3, -0.8, dy_target_sq=0.5), (1.0, 0.5, 1.0, 0.5)),  # crossing
         (th.initial_state(2.0, 3.0, -0.3, dy_target_sq=0.0), (0.7, 1.3, 1.5, 0.0)),  # identical targets
     ],
@@ -234,7 +236,8 @@ def test_crossing_reaches_eq10_when_final_differs_from_initial():
     # eq. (27): c a^2 + q a - dy_target_sq = 0 with c = (rate_y/rate_h)/dx_sq, q conserved
     q = float(th.conserved_quantity(z0, rate_h=1.0, rate_y=0.5, dx_sq=1.0))
     assert 0.5 * a**2 + q * a - 0.5 == pytest.approx(0.0, abs=1e-8)
-    np.testing.assert_allclose(z[-2:, 0], float(th.final_distance(0.05, 0.3, rate_h=1.0, rate_y=0.5, dx_sq=1.0, dy_target_sq=0.5).distance), rtol=1e-7)
+    np.testing.assert_allclose(z[-2:, 0], float(th.final_distance(0.05, 0.3, rate_h=1.0, rate_y=0.5, dx_sq=1.0,
+                                                                  dy_target_sq=0.5).distance), rtol=1e-7)
 
 
 def test_solve_output_shape_and_first_row():
@@ -282,10 +285,12 @@ def test_loss_matches_linearised_loss_along_aligned_flow():
     states = lin.flow(s0, data, rate_h, rate_y, rate_ybar, t)
     expected = lin.loss(states, data)
     z_matrix = lin.summary(states, data)
-    np.testing.assert_allclose(th.loss(t, z_matrix, rate_ybar=rate_ybar, dy_target_sq=dyt_sq, offset_sq=offset_sq), expected, rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(th.loss(t, z_matrix, rate_ybar=rate_ybar, dy_target_sq=dyt_sq, offset_sq=offset_sq),
+                               expected, rtol=1e-9, atol=1e-12)
     # and with the theory's own trajectory
     z_theory = th.solve(z_matrix[0], t, rate_h=rate_h, rate_y=rate_y, dx_sq=dx_sq, dy_target_sq=dyt_sq)
-    np.testing.assert_allclose(th.loss(t, z_theory, rate_ybar=rate_ybar, dy_target_sq=dyt_sq, offset_sq=offset_sq), expected, rtol=1e-7, atol=1e-9)
+    np.testing.assert_allclose(th.loss(t, z_theory, rate_ybar=rate_ybar, dy_target_sq=dyt_sq, offset_sq=offset_sq),
+                               expected, rtol=1e-7, atol=1e-9)
     # the comparison is sensitive to the exponent: the printed exp(-t/tau_y) form misses
     wrong = th.loss(t, z_matrix, rate_ybar=rate_y, dy_target_sq=dyt_sq, offset_sq=offset_sq)
     assert np.abs(wrong - expected).max() > 1e-2 * expected.max()
@@ -351,7 +356,8 @@ def test_final_distance_broadcasts_like_a_loop():
     a_high = np.broadcast_to(r.a_high, (3, 3, 4))
     a_low = np.broadcast_to(r.a_low, (3, 3, 4))
     for i, j, k in np.ndindex(3, 3, 4):
-        single = th.final_distance(float(dh0[i, 0, 0]), float(dy0[0, j, 0]), rate_h=rh, rate_y=0.5, dx_sq=dx, dy_target_sq=float(dyt[0, 0, k]))
+        single = th.final_distance(float(dh0[i, 0, 0]), float(dy0[0, j, 0]), rate_h=rh, rate_y=0.5, dx_sq=dx,
+                                   dy_target_sq=float(dyt[0, 0, k]))
         assert r.distance[i, j, k] == pytest.approx(float(single.distance), rel=1e-14, abs=0)
         assert a_high[i, j, k] == pytest.approx(float(single.a_high), rel=1e-14, abs=0)
         assert a_low[i, j, k] == pytest.approx(float(single.a_low), rel=1e-14, abs=0)
@@ -406,8 +412,10 @@ def test_reduced_jacobian_at_fixed_point_matches_finite_differences(a_high):
     a_low = np.sqrt((rh / ry) * dx * dyt)
     a_star = 0.5 * a_high + np.sqrt(0.25 * a_high**2 + a_low**2)
     u_star = np.array([a_star, 0.0])
-    np.testing.assert_allclose(th.reduced_rhs(0.0, u_star, rate_h=rh, rate_y=ry, dx_sq=dx, dy_target_sq=dyt, q=q), 0.0, atol=1e-13)
-    fd = _central_jacobian(lambda u: th.reduced_rhs(0.0, u, rate_h=rh, rate_y=ry, dx_sq=dx, dy_target_sq=dyt, q=q), u_star)
+    np.testing.assert_allclose(th.reduced_rhs(0.0, u_star, rate_h=rh, rate_y=ry, dx_sq=dx, dy_target_sq=dyt, q=q),
+                               0.0, atol=1e-13)
+    fd = _central_jacobian(lambda u: th.reduced_rhs(0.0, u, rate_h=rh, rate_y=ry, dx_sq=dx, dy_target_sq=dyt, q=q),
+                           u_star)
     J = th.reduced_jacobian_at_fixed_point(a_high, a_low, rate_h=rh, rate_y=ry, dx_sq=dx)
     np.testing.assert_allclose(J, fd, rtol=1e-7, atol=1e-9)
     assert np.trace(J) < 0 < np.linalg.det(J)
@@ -426,7 +434,8 @@ def test_origin_eigen_saddle_and_invariant_rays(a_high):
         rel = []
         for eps in [1e-3, 1e-4, 1e-5]:
             v = eps * np.array([1.0, s])
-            rel.append(np.linalg.norm(th.reduced_rhs(0.0, v, rate_h=rh, rate_y=ry, dx_sq=dx, dy_target_sq=dyt, q=q) - lam_i * v) / (abs(lam_i) * np.linalg.norm(v)))
+            rel.append(np.linalg.norm(th.reduced_rhs(0.0, v, rate_h=rh, rate_y=ry, dx_sq=dx, dy_target_sq=dyt,
+                                                     q=q) - lam_i * v) / (abs(lam_i) * np.linalg.norm(v)))
         assert rel[-1] < 1e-3
         assert rel[1] < 0.2 * rel[0] and rel[2] < 0.2 * rel[1]  # the residual is O(eps): a true eigen-ray
 
@@ -504,7 +513,8 @@ def test_initial_state_is_realised_by_vectors():
         perp /= np.linalg.norm(perp)
         dy_vec = 0.7 * (cos * e + np.sqrt(1 - cos**2) * perp)
         expected = [0.4, dy_vec @ dy_vec, dy_vec @ dy_vec - dy_vec @ dyt_vec]
-        np.testing.assert_allclose(th.initial_state(0.4, dy_vec @ dy_vec, cos, dy_target_sq=dyt_vec @ dyt_vec), expected, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(th.initial_state(0.4, dy_vec @ dy_vec, cos, dy_target_sq=dyt_vec @ dyt_vec),
+                                   expected, rtol=1e-12, atol=1e-14)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -680,7 +690,8 @@ def test_sample_final_distance_rejects_bad_n(n):
 
 @pytest.mark.parametrize(
     "kwargs, match",
-    [(dict(init_scale=0.0), "init_scale"), (dict(rate_h=0.0), "rate_h"), (dict(dx_sq=-1.0), "dx_sq"), (dict(dy_target_sq=-1.0), "dy_target_sq")],
+    [(dict(init_scale=0.0), "init_scale"), (dict(rate_h=0.0), "rate_h"), (dict(dx_sq=-1.0), "dx_sq"),
+     (dict(dy_target_sq=-1.0), "dy_target_sq")],
 )
 def test_distribution_functions_reject_bad_parameters(kwargs, match):
     args = dict(_DIST)

@@ -239,7 +239,8 @@ def distance_grid(
     for a, b in cells:
         d = data.two_point(a, b)
         rec = train(arch, d.x, d.y, seeds=seeds, lr=lr, epochs=epochs, stop_loss=stop_loss, progress=progress)
-        pred = theory.final_distance(rec.dh_sq[:, 0], rec.dy_sq[:, 0], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h, dx_sq=a, dy_target_sq=b).distance
+        pred = theory.final_distance(rec.dh_sq[:, 0], rec.dy_sq[:, 0], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h,
+                                     dx_sq=a, dy_target_sq=b).distance
         for k, s in enumerate(rec.seeds):
             below = np.nonzero(rec.loss[k] < stop_loss)[0]
             i = int(below[0]) if below.size else rec.n_records - 1
@@ -359,7 +360,10 @@ def run_pairwise(name: str, arch: Architecture, x, y, *, tau_y_over_tau_h: float
     dx, dyt = pairwise_distances(x), pairwise_distances(y)
     off = ~np.eye(len(x), dtype=bool)  # eq. (10) needs dh0 > 0; the diagonal is 0 by definition
     pred = np.zeros_like(dh0)
-    pred[:, off] = theory.final_distance(dh0[:, off], dy0[:, off], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h, dx_sq=np.broadcast_to(dx[off], dh0[:, off].shape), dy_target_sq=np.broadcast_to(dyt[off], dh0[:, off].shape)).distance
+    shape = dh0[:, off].shape
+    pred[:, off] = theory.final_distance(dh0[:, off], dy0[:, off], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h,
+                                         dx_sq=np.broadcast_to(dx[off], shape),
+                                         dy_target_sq=np.broadcast_to(dyt[off], shape)).distance
     settings = {k: rec.settings[k] for k in ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")}
     return PairwiseRun(name, arch, {**settings, "layer": layer, "seeds": rec.seeds}, tau_y_over_tau_h, dh0,
                        pairwise_distances([h for _, h in final]), pred, rec.loss[:, -1], dyt == 0)
@@ -487,11 +491,12 @@ def summary_markdown(runs) -> str:
     for run in runs:
         s = run.summary()
         tau_h_over_tau_y = run.rates[:, 1] / run.rates[:, 0]
+        sd = tau_h_over_tau_y.std(ddof=1) if len(tau_h_over_tau_y) > 1 else np.nan
         lines.append(
             f"| {s['name']}{' (Adam)' if s['optimizer'] == 'adam' else ''} | {s['width']} | {s['lr']:.3g} | "
             f"{s['epochs']} | {s['trials']} | {s['error_median']:.3f} ({s['error_min']:.3f}-{s['error_max']:.3f}) | "
             f"{_mean_sd(s['rate_h'], s['rate_h_sd'])} | {_mean_sd(s['rate_y'], s['rate_y_sd'])} | "
-            f"{_mean_sd(tau_h_over_tau_y.mean(), tau_h_over_tau_y.std(ddof=1) if len(tau_h_over_tau_y) > 1 else np.nan)} | "
+            f"{_mean_sd(tau_h_over_tau_y.mean(), sd)} | "
             f"{_mean_sd(s['rate_ybar'], s['rate_ybar_sd'])} | {s['loss_error_median']:.3f} |")
     return "\n".join(lines)
 

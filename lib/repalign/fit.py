@@ -207,7 +207,8 @@ def fit_rates(
     rate_h, rate_y = (float(val) for val in np.exp(sol.x if ok else x0))
     ok, message = _verdict(sol, z, ok, rate_y / rate_h, lo, hi)
     try:
-        z_theory = theory.solve(z0, t, rate_h=rate_h, rate_y=rate_y, dx_sq=dx_sq, dy_target_sq=dy_target_sq, rtol=rtol, atol=atol)
+        z_theory = theory.solve(z0, t, rate_h=rate_h, rate_y=rate_y, dx_sq=dx_sq, dy_target_sq=dy_target_sq,
+                                rtol=rtol, atol=atol)
     except RuntimeError as exc:  # keep a batch of fits going; the result says it failed
         z_theory, ok, message = np.full_like(z, np.nan), False, f"{message} {exc}"
     return RateFit(
