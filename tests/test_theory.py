@@ -56,7 +56,7 @@ def test_rhs_matches_time_derivative_of_aligned_matrix_flow():
     h = 1e-3
     tk = np.array([0.5, 2.0, 5.0, 9.0])
     t = np.sort(np.concatenate([tk - h, tk, tk + h]))
-    states = lin.flow(s0, data, rate_h, rate_y, 2.0, t, rtol=1e-12, atol=1e-14)
+    states = lin.flow(s0, data, t, rate_h=rate_h, rate_y=rate_y, rate_ybar=2.0, rtol=1e-12, atol=1e-14)
     z = lin.summary(states, data).reshape(tk.size, 3, 3)
     for k in range(tk.size):
         fd = (z[k, 2] - z[k, 0]) / (2 * h)
@@ -70,7 +70,7 @@ def test_rhs_check_detects_rotation():
     dx_sq, dyt_sq = _sq(data.dx), _sq(data.dy_target)
     s0 = lin.aligned_init(data, 6, 1.0, seed=1, aligned=False)
     h = 1e-3
-    states = lin.flow(s0, data, 1.0, 0.5, 2.0, [2.0 - h, 2.0, 2.0 + h], rtol=1e-12, atol=1e-14)
+    states = lin.flow(s0, data, [2.0 - h, 2.0, 2.0 + h], rate_h=1.0, rate_y=0.5, rate_ybar=2.0, rtol=1e-12, atol=1e-14)
     z = lin.summary(states, data)
     fd = (z[2] - z[0]) / (2 * h)
     got = th.rhs(0.0, z[1], rate_h=1.0, rate_y=0.5, dx_sq=dx_sq, dy_target_sq=dyt_sq)
@@ -217,7 +217,7 @@ def test_crossing_dips_to_zero_and_matches_one_unit_matrix_flow():
     np.testing.assert_allclose(lin.summary([s0], data)[0], z0, rtol=1e-14)
     t = np.concatenate([np.linspace(0.0, 0.4, 2001), np.linspace(0.5, 60.0, 120)])
     z = th.solve(z0, t, rate_h=1.0, rate_y=1.0, dx_sq=1.0, dy_target_sq=0.5)
-    states = lin.flow(s0, data, 1.0, 1.0, 1.0, t)
+    states = lin.flow(s0, data, t, rate_h=1.0, rate_y=1.0, rate_ybar=1.0)
     dh = np.array([s.d_h @ data.dx for s in states])[:, 0]
     assert dh[0] > 0 and dh[-1] < 0  # the two representations passed through each other
     assert z[:, 0].min() < 1e-4 * z0[0]
@@ -282,7 +282,7 @@ def test_loss_matches_linearised_loss_along_aligned_flow():
     s0 = lin.aligned_init(data, 6, 1.0, seed=0, aligned=True)
     offset_sq = _sq(s0.ybar - data.y_mean)
     t = np.linspace(0.0, 10.0, 41)
-    states = lin.flow(s0, data, rate_h, rate_y, rate_ybar, t)
+    states = lin.flow(s0, data, t, rate_h=rate_h, rate_y=rate_y, rate_ybar=rate_ybar)
     expected = lin.loss(states, data)
     z_matrix = lin.summary(states, data)
     np.testing.assert_allclose(th.loss(t, z_matrix, rate_ybar=rate_ybar, dy_target_sq=dyt_sq, offset_sq=offset_sq),

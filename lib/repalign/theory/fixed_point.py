@@ -85,17 +85,22 @@ def _stable_root(a_high, a_low):
     return np.where(a_high >= 0, 0.5 * a_high + root, alt)
 
 
-def reduced_jacobian_at_fixed_point(a_high, a_low, *, rate_h: float, rate_y: float, dx_sq: float) -> np.ndarray:
-    """The Jacobian of the 2-D system (eq. 25) at the stable fixed point, as printed in eq. (29).
-
-    Its trace (eq. 30) is negative and its determinant (eq. 31) positive, so the fixed point is stable.
-    """
+def _fixed_point_constants(a_high, a_low, rate_h, rate_y, dx_sq):
+    """Validated floats, and ``s = sqrt(A_high^2 + 4 A_low^2)`` of eqs. (29) and (34)."""
     a_high = float(v.finite_array("a_high", a_high))
     a_low = float(v.non_negative("a_low", a_low))
     rate_h = float(v.positive("rate_h", rate_h))
     rate_y = float(v.positive("rate_y", rate_y))
     dx_sq = float(v.positive("dx_sq", dx_sq))
-    s = np.sqrt(a_high**2 + 4.0 * a_low**2)
+    return a_high, a_low, rate_h, rate_y, dx_sq, np.sqrt(a_high**2 + 4.0 * a_low**2)
+
+
+def reduced_jacobian_at_fixed_point(a_high, a_low, *, rate_h: float, rate_y: float, dx_sq: float) -> np.ndarray:
+    """The Jacobian of the 2-D system (eq. 25) at the stable fixed point, as printed in eq. (29).
+
+    Its trace (eq. 30) is negative and its determinant (eq. 31) positive, so the fixed point is stable.
+    """
+    a_high, a_low, rate_h, rate_y, dx_sq, s = _fixed_point_constants(a_high, a_low, rate_h, rate_y, dx_sq)
     lower_left = 0.25 * rate_y**2 / rate_h / dx_sq * (2.0 * a_low**2 + 0.5 * (a_high + s) ** 2)
     return np.array([[0.0, -rate_h * dx_sq], [lower_left, -rate_y * (0.5 * a_high + s)]])
 
@@ -112,12 +117,7 @@ def origin_eigen(a_high, a_low, *, rate_h: float, rate_y: float, dx_sq: float):
         The direction of approach ``w / dh_sq`` along each eigenvector,
         ``-(tau_h/tau_y) (A_high +- sqrt(...)) / (2 dx_sq)``.
     """
-    a_high = float(v.finite_array("a_high", a_high))
-    a_low = float(v.non_negative("a_low", a_low))
-    rate_h = float(v.positive("rate_h", rate_h))
-    rate_y = float(v.positive("rate_y", rate_y))
-    dx_sq = float(v.positive("dx_sq", dx_sq))
-    s = np.sqrt(a_high**2 + 4.0 * a_low**2)
+    a_high, a_low, rate_h, rate_y, dx_sq, s = _fixed_point_constants(a_high, a_low, rate_h, rate_y, dx_sq)
     roots = np.array([a_high + s, a_high - s])
     return 0.5 * rate_y * roots, -(rate_y / rate_h) * roots / (2.0 * dx_sq)
 
