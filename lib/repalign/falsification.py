@@ -39,11 +39,11 @@ def _modified(**factors) -> Callable:
 #: name -> (description, right-hand side ``f(h, d, w, X, R, dy_target_sq) -> (dh, dd, dw)``).
 SYSTEMS: MappingProxyType = MappingProxyType({
     "eq. (7)": ("the true system", eq7),
-    "flip X d/h in d(dy)": ("sign of the encoder term of d||dy||^2/dt flipped", _modified(enc_dy=-1.0)),
-    "double d(dh)": ("d||dh||^2/dt doubled", _modified(dh=2.0)),
-    "flip X term in dw": ("sign of the encoder term of dw/dt flipped", _modified(enc_w=-1.0)),
-    "double R term in dw": ("decoder term of dw/dt doubled", _modified(dec_w=2.0)),
-    "flip -dy in dw": ("sign of ||dy||^2 inside the decoder term of dw/dt flipped", _modified(dy_in_w=1.0)),
+    "flip X d/h in d(dy)": ("sign of the encoder term of d||dy||^2/dt flipped", _modified(encoder_in_dy=-1.0)),
+    "double d(dh)": ("d||dh||^2/dt doubled", _modified(dh_sq_rate=2.0)),
+    "flip X term in dw": ("sign of the encoder term of dw/dt flipped", _modified(encoder_in_w=-1.0)),
+    "double R term in dw": ("decoder term of dw/dt doubled", _modified(decoder_in_w=2.0)),
+    "flip -dy in dw": ("sign of ||dy||^2 inside the decoder term of dw/dt flipped", _modified(dy_sq_in_w=1.0)),
 })
 
 

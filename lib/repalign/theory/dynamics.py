@@ -67,16 +67,16 @@ def _params(rate_h, rate_y, dx_sq, dy_target_sq) -> tuple[float, float, float, f
     )
 
 
-def eq7(dh_sq, dy_sq, w, encoder_rate, rate_y, dy_target_sq, *, dh=1.0, enc_dy=1.0, enc_w=1.0, dec_w=1.0,
-        dy_in_w=-1.0):
+def eq7(dh_sq, dy_sq, w, encoder_rate, rate_y, dy_target_sq, *, dh_sq_rate=1.0, encoder_in_dy=1.0,
+        encoder_in_w=1.0, decoder_in_w=1.0, dy_sq_in_w=-1.0):
     """The three lines of eq. (7), unvalidated, with each term's factor exposed; the defaults give eq. (7).
 
     ``encoder_rate = rate_h * dx_sq`` (``X``) and ``rate_y`` (``R``) enter only in these two
     combinations, so every system built from this function shares the time-rescaling symmetry of
     eq. (7). :func:`rhs` is the validated eq. (7); :mod:`repalign.falsification` changes one factor
-    at a time (``dh`` scales ``d||dh||^2/dt``, ``enc_dy`` the encoder term of ``d||dy||^2/dt``,
-    ``enc_w`` and ``dec_w`` the encoder and decoder terms of ``dw/dt``, ``dy_in_w`` the sign of
-    ``||dy||^2`` inside the decoder term).
+    at a time (``dh_sq_rate`` scales ``d||dh||^2/dt``, ``encoder_in_dy`` the encoder term of
+    ``d||dy||^2/dt``, ``encoder_in_w`` and ``decoder_in_w`` the encoder and decoder terms of ``dw/dt``,
+    ``dy_sq_in_w`` is the factor of ``||dy||^2`` inside the decoder term).
 
     Returns
     -------
@@ -84,9 +84,10 @@ def eq7(dh_sq, dy_sq, w, encoder_rate, rate_y, dy_target_sq, *, dh=1.0, enc_dy=1
         ``d/dt (dh_sq, dy_sq, w)``; the arguments broadcast.
     """
     X, R, b2 = encoder_rate, rate_y, dy_target_sq
-    return (-dh * X * w,
-            -w * (R * dh_sq + enc_dy * X * dy_sq / dh_sq),
-            -0.5 * dec_w * R * (3.0 * w + dy_in_w * dy_sq + b2) * dh_sq - 0.5 * enc_w * X * (dy_sq + w) * w / dh_sq)
+    return (-dh_sq_rate * X * w,
+            -w * (R * dh_sq + encoder_in_dy * X * dy_sq / dh_sq),
+            -0.5 * decoder_in_w * R * (3.0 * w + dy_sq_in_w * dy_sq + b2) * dh_sq
+            - 0.5 * encoder_in_w * X * (dy_sq + w) * w / dh_sq)
 
 
 def _rhs(t, z, rate_h, rate_y, dx_sq, dy_target_sq):
