@@ -467,8 +467,8 @@ def test_final_distance_cdf_matches_independent_monte_carlo():
     """cdf against eq. (10) applied to draws made here: dh_sq0/dx_sq, dy_sq0/dh_sq0 ~ N(G, G^2)."""
     rng = np.random.default_rng(2024)
     n = 20000
-    rh, ry, dx, dyt, gain = _DIST.values()
-    r_h, r_y = rng.normal(gain, gain, size=(2, n))
+    rh, ry, dx, dyt, init_scale = _DIST.values()
+    r_h, r_y = rng.normal(init_scale, init_scale, size=(2, n))
     a_high = dx * (r_h - (rh / ry) * r_y)  # eq. (11) with these ratios
     # feed each A_high through final_distance with realisable (positive) initial distances
     dh0 = np.maximum(a_high, 0.0) + 1.0

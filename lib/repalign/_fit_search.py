@@ -90,7 +90,6 @@ def search(t, z, z0, dx_sq, dy_target_sq, grid, extra, search_records, atol) -> 
     return [(scored[x][1], float(np.exp(x))) for x in starts if full_sse(x) <= 2.0 * full_sse(starts[0])]
 
 
-
 def tau_h_over_tau_y_from_conserved_quantity(z: np.ndarray, dx_sq: float) -> float | None:
     """``rate_y/rate_h`` from eq. (24), ``dy_sq = q dh_sq + (rate_y/rate_h) dh_sq^2 / dx_sq``, by least squares."""
     dh_sq, dy_sq = z[:, 0], z[:, 1]
@@ -104,7 +103,6 @@ def tau_h_over_tau_y_from_conserved_quantity(z: np.ndarray, dx_sq: float) -> flo
         return None
     coef = np.linalg.solve(gram, rhs) / norms
     return float(coef[1]) if np.isfinite(coef[1]) and coef[1] > 0 else None
-
 
 
 def fast_solve(z0, rate_h, rate_y, dx_sq, dy_target_sq, times, rtol, atol):
@@ -152,7 +150,10 @@ def reference(z0, r, dx_sq, dy_target_sq, atol):
 
 
 def profile(z0, r, dx_sq, dy_target_sq, tau, zs, weight, atol):
-    """Best weighted eq.-(49) sum of squares over the time scale ``k`` for one ``r = rate_y / rate_h``: ``(sse, k, crossed)``."""
+    """Best weighted eq.-(49) sum of squares over the time scale ``k`` for one ``r = rate_y / rate_h``.
+
+    Returns ``(sse, k, crossed)``.
+    """
     log_s, ref, crossed = reference(z0, r, dx_sq, dy_target_sq, atol)
     if not np.all(np.isfinite(ref)):
         return np.inf, 1.0, crossed
