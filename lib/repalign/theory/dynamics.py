@@ -294,9 +294,9 @@ def signed_rhs(t, y, k, r, b) -> np.ndarray:
     alpha, m_par, m_perp = y
     return np.array(
         [
-            -k * (alpha * (m_par**2 + m_perp**2) - m_par * b),
+            -k * (alpha * (m_par * m_par + m_perp * m_perp) - m_par * b),
             -r * alpha * (alpha * m_par - b),
-            -r * alpha**2 * m_perp,
+            -r * alpha * alpha * m_perp,
         ]
     )
 
@@ -306,9 +306,9 @@ def signed_jacobian(t, y, k, r, b) -> np.ndarray:
     alpha, m_par, m_perp = y
     return np.array(
         [
-            [-k * (m_par**2 + m_perp**2), -k * (2.0 * alpha * m_par - b), -2.0 * k * alpha * m_perp],
-            [-r * (2.0 * alpha * m_par - b), -r * alpha**2, 0.0],
-            [-2.0 * r * alpha * m_perp, 0.0, -r * alpha**2],
+            [-k * (m_par * m_par + m_perp * m_perp), -k * (2.0 * alpha * m_par - b), -2.0 * k * alpha * m_perp],
+            [-r * (2.0 * alpha * m_par - b), -r * alpha * alpha, 0.0],
+            [-2.0 * r * alpha * m_perp, 0.0, -r * alpha * alpha],
         ]
     )
 
