@@ -51,9 +51,10 @@ def trajectories(n: int, records: int, seed: int):
         else:  # large weights: immediate decay
             dh_sq0 = 10 ** rng.uniform(-0.5, 0.5)
             dy_sq0 = dh_sq0 * 10 ** rng.uniform(-0.5, 0.5)
-        z0 = theory.initial_state(dh_sq0, dy_sq0, rng.uniform(-1.0, 1.0), DY_TARGET_SQ)
-        z = theory.solve(z0, rate_h, rate_y, DX_SQ, DY_TARGET_SQ, t)
-        final = float(theory.final_distance(dh_sq0, dy_sq0, DX_SQ, DY_TARGET_SQ, rate_h, rate_y).distance)
+        z0 = theory.initial_state(dh_sq0, dy_sq0, rng.uniform(-1.0, 1.0), dy_target_sq=DY_TARGET_SQ)
+        z = theory.solve(z0, t, rate_h=rate_h, rate_y=rate_y, dx_sq=DX_SQ, dy_target_sq=DY_TARGET_SQ)
+        final = float(theory.final_distance(dh_sq0, dy_sq0, rate_h=rate_h, rate_y=rate_y, dx_sq=DX_SQ,
+                                            dy_target_sq=DY_TARGET_SQ).distance)
         if abs(z[-1, 0] - dh_sq0) >= 0.5 * abs(final - dh_sq0):
             made += 1
             yield t, z, rate_h, rate_y
@@ -72,7 +73,7 @@ def main() -> None:
     worst, succeeded = 0.0, 0
     for t, z, rate_h, rate_y in cases:
         start = time.perf_counter()
-        theory.solve(z[0], rate_h, rate_y, DX_SQ, DY_TARGET_SQ, t)
+        theory.solve(z[0], t, rate_h=rate_h, rate_y=rate_y, dx_sq=DX_SQ, dy_target_sq=DY_TARGET_SQ)
         solve_wall += time.perf_counter() - start
         start, start_cpu = time.perf_counter(), time.process_time()
         result = fit.fit_rates(t, z, DX_SQ, DY_TARGET_SQ)

@@ -17,6 +17,7 @@ import numpy as np
 from scipy.integrate import solve_ivp
 
 from repalign import theory
+from repalign.theory import dynamics
 
 
 def cases(n: int, seed: int):
@@ -27,12 +28,12 @@ def cases(n: int, seed: int):
         gain = 10 ** rng.uniform(-3, 3)
         a0 = x_sq * gain * rng.uniform(0.5, 1.5)
         d0 = a0 * gain * rng.uniform(0.5, 1.5)
-        yield (r_h, r_y, x_sq, y_sq), theory.initial_state(a0, d0, rng.uniform(-1.0, 1.0), y_sq)
+        yield (r_h, r_y, x_sq, y_sq), theory.initial_state(a0, d0, rng.uniform(-1.0, 1.0), dy_target_sq=y_sq)
 
 
 def direct(z0, params, t_end):
-    sol = solve_ivp(theory._rhs, (0.0, t_end), z0, args=params, method="LSODA", rtol=1e-10, atol=1e-14,
-                    jac=theory._jacobian)
+    sol = solve_ivp(dynamics._rhs, (0.0, t_end), z0, args=params, method="LSODA", rtol=1e-10, atol=1e-14,
+                    jac=dynamics._jacobian)
     return sol.y[:, -1] if sol.success and np.all(np.isfinite(sol.y)) else np.full(3, np.nan)
 
 
@@ -45,8 +46,9 @@ def main() -> None:
     timings = dict.fromkeys(results, 0.0)
     for params, z0 in cases(args.cases, args.seed):
         t_end = 1e5 / min(params[:2])
-        target = float(theory.final_distance(z0[0], z0[1], params[2], params[3], *params[:2]).distance)
-        for name, run in (("theory.solve (signed coordinates)", lambda: theory.solve(z0, *params, [0.0, t_end])[-1]),
+        kw = dict(zip(("rate_h", "rate_y", "dx_sq", "dy_target_sq"), params))
+        target = float(theory.final_distance(z0[0], z0[1], **kw).distance)
+        for name, run in (("theory.solve (signed coordinates)", lambda: theory.solve(z0, [0.0, t_end], **kw)[-1]),
                           ("direct LSODA on eq. (7)", lambda: direct(z0, params, t_end))):
             start = time.perf_counter()
             end = run()

@@ -8,7 +8,8 @@ import pytest
 
 import repalign
 
-MODULES = sorted(m.name for m in pkgutil.iter_modules(repalign.__path__, "repalign.") if not m.name.endswith("._validate"))
+MODULES = sorted(m.name for m in pkgutil.walk_packages(repalign.__path__,
+                                                       "repalign.") if not m.name.endswith("._validate"))
 
 
 @pytest.mark.parametrize("name", MODULES)

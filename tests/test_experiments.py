@@ -98,10 +98,10 @@ def test_rich_lazy_settings_name_known_rows_and_architectures():
 def test_rate_ratio_averages_rates_over_converged_trials():
     run = experiments.run_two_point("shallow", profile="quick", trials=2, epochs=2500, progress=False)
     r = run.rates
-    assert run.rate_ratio() == pytest.approx(r[:, 0].mean() / r[:, 1].mean())
-    assert run.rate_ratio(max_loss=1.0) == pytest.approx(run.rate_ratio())
+    assert run.tau_y_over_tau_h() == pytest.approx(r[:, 0].mean() / r[:, 1].mean())
+    assert run.tau_y_over_tau_h(max_loss=1.0) == pytest.approx(run.tau_y_over_tau_h())
     with pytest.raises(ValueError, match="no trial"):
-        run.rate_ratio(max_loss=0.0)
+        run.tau_y_over_tau_h(max_loss=0.0)
 
 
 def test_distance_grid_reads_the_distance_at_the_stop_and_predicts_with_eq10():
@@ -117,10 +117,10 @@ def test_distance_grid_reads_the_distance_at_the_stop_and_predicts_with_eq10():
     i = int(np.nonzero(rec.loss[1] < 1e-4)[0][0])
     assert g.measured[7] == pytest.approx(rec.dh_sq[1, i])
     from repalign import theory
-    expected = theory.final_distance(rec.dh_sq[1, 0], rec.dy_sq[1, 0], 1.5, 1.0, 1.0, 2.0).distance
+    expected = theory.final_distance(rec.dh_sq[1, 0], rec.dy_sq[1, 0], rate_h=1.0, rate_y=2.0, dx_sq=1.5, dy_target_sq=1.0).distance
     assert g.predicted[7] == pytest.approx(float(expected))
     assert np.isfinite(g.correlation()) and g.median_relative_error() >= 0
-    with pytest.raises(ValueError, match="`ratio`"):
+    with pytest.raises(ValueError, match="`tau_y_over_tau_h`"):
         experiments.distance_grid(arch, -1.0, progress=False)
 
 
@@ -149,7 +149,7 @@ def test_xor_data_and_pairwise_run_against_eq10():
     x, y = data.xor()
     assert x.shape == (4, 2) and y.ravel().tolist() == [0, 1, 1, 0] and not x.flags.writeable
     arch = replace(profiles.TABLE2["xor_2_layers"], width=20, epochs=300)
-    r = experiments.run_pairwise("tiny", arch, x, y, ratio=0.5, seeds=(0, 1))
+    r = experiments.run_pairwise("tiny", arch, x, y, tau_y_over_tau_h=0.5, seeds=(0, 1))
     assert r.measured.shape == r.predicted.shape == r.initial.shape == (2, 4, 4)
     np.testing.assert_array_equal(r.same_target, experiments.pairwise_distances(y) == 0)
     assert r.same_target[0, 3] and r.same_target[1, 2] and not r.same_target[0, 1]
@@ -162,11 +162,11 @@ def test_xor_data_and_pairwise_run_against_eq10():
     dh0 = float(((h[0] - h[3]) ** 2).sum())
     dy0 = float(((out[0] - out[3]) ** 2).sum())
     assert r.initial[1, 0, 3] == pytest.approx(dh0)
-    assert r.predicted[1, 0, 3] == pytest.approx(float(theory.final_distance(dh0, dy0, 2.0, 0.0, 1.0, 2.0).distance))
+    assert r.predicted[1, 0, 3] == pytest.approx(float(theory.final_distance(dh0, dy0, rate_h=1.0, rate_y=2.0, dx_sq=2.0, dy_target_sq=0.0).distance))
     assert np.all(np.diagonal(r.predicted, axis1=1, axis2=2) == 0)
     m = r.measured[:, np.triu_indices(4, 1)[0], np.triu_indices(4, 1)[1]]
     same = r.same_target[np.triu_indices(4, 1)]
     np.testing.assert_allclose(r.merge_ratio(), m[:, same].mean(1) / m[:, ~same].mean(1))
     assert r.relative_error().shape == (2,)
-    with pytest.raises(ValueError, match="`ratio`"):
-        experiments.run_pairwise("bad", arch, x, y, ratio=0.0, seeds=(0,))
+    with pytest.raises(ValueError, match="`tau_y_over_tau_h`"):
+        experiments.run_pairwise("bad", arch, x, y, tau_y_over_tau_h=0.0, seeds=(0,))

@@ -13,16 +13,16 @@ from repalign import theory as th
 
 DX, DY = 1.0, 0.5
 T = np.arange(0.0, 3000.0, 2.0)
-Z0 = th.initial_state(1e-4, 1e-7, 0.3, DY)
+Z0 = th.initial_state(1e-4, 1e-7, 0.3, dy_target_sq=DY)
 RH, RY = 3e-3, 2e-2
-Z = th.solve(Z0, RH, RY, DX, DY, T)
+Z = th.solve(Z0, T, rate_h=RH, rate_y=RY, dx_sq=DX, dy_target_sq=DY)
 STARTS = [(RH * a, RY * b) for a, b in ((2, 0.5), (0.3, 3), (5, 5))]  # none at the true rates
 
 
 def test_true_system_is_eq7():
     rhs = fa.system_rhs("eq. (7)")
     for z in Z[::100]:
-        np.testing.assert_allclose(rhs(*z, RH * DX, RY, DY), th.rhs(0.0, z, RH, RY, DX, DY), rtol=1e-12)
+        np.testing.assert_allclose(rhs(*z, RH * DX, RY, DY), th.rhs(0.0, z, rate_h=RH, rate_y=RY, dx_sq=DX, dy_target_sq=DY), rtol=1e-12)
 
 
 def test_fitter_recovers_known_rates_on_eq7():

@@ -12,15 +12,15 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from repalign import fit
+from repalign import _fit_search, fit
 from repalign import theory as th
 
 DX_SQ, DY_TARGET_SQ = 1.0, 0.5  # the two-point distances of the authors' code
 T = np.arange(6000.0)  # epochs, one record each
 
-SMALL = th.initial_state(1e-6, 1e-9, 0.2, DY_TARGET_SQ)  # small weights: a plateau, then an escape
-MEDIUM = th.initial_state(1e-2, 1e-3, 0.5, DY_TARGET_SQ)  # a short plateau
-LARGE = th.initial_state(1.0, 1.0, -0.5, DY_TARGET_SQ)  # large weights: immediate decay
+SMALL = th.initial_state(1e-6, 1e-9, 0.2, dy_target_sq=DY_TARGET_SQ)  # small weights: a plateau, then an escape
+MEDIUM = th.initial_state(1e-2, 1e-3, 0.5, dy_target_sq=DY_TARGET_SQ)  # a short plateau
+LARGE = th.initial_state(1.0, 1.0, -0.5, dy_target_sq=DY_TARGET_SQ)  # large weights: immediate decay
 
 # (start, rate_h, rate_y): ratios rate_y/rate_h of 0.1, 1 and 10, rates from 1e-4 to 1e-1.
 CASES = [
@@ -37,12 +37,12 @@ CASES = [
 
 
 def _trajectory(z0, rate_h, rate_y, dy_target_sq=DY_TARGET_SQ, t=T):
-    return th.solve(z0, rate_h, rate_y, DX_SQ, dy_target_sq, t)
+    return th.solve(z0, t, rate_h=rate_h, rate_y=rate_y, dx_sq=DX_SQ, dy_target_sq=dy_target_sq)
 
 
 def _assert_identifiable(z, z0, rate_h, rate_y):
     """The case is meaningful: the recording gets at least half-way to the fixed point of eq. (10)."""
-    final = float(th.final_distance(z0[0], z0[1], DX_SQ, DY_TARGET_SQ, rate_h, rate_y).distance)
+    final = float(th.final_distance(z0[0], z0[1], rate_h=rate_h, rate_y=rate_y, dx_sq=DX_SQ, dy_target_sq=DY_TARGET_SQ).distance)
     assert abs(z[-1, 0] - z0[0]) >= 0.5 * abs(final - z0[0])
 
 
@@ -66,7 +66,7 @@ def test_recovers_known_rates_exactly(z0, rate_h, rate_y):
     result = fit.fit_rates(T, z, DX_SQ, DY_TARGET_SQ)
     assert result.success, result.message
     np.testing.assert_allclose([result.rate_h, result.rate_y], [rate_h, rate_y], rtol=1e-3)
-    assert result.ratio == pytest.approx(rate_y / rate_h, rel=1e-3)
+    assert result.tau_h_over_tau_y == pytest.approx(rate_y / rate_h, rel=1e-3)
     assert result.error < 1e-6
     assert result.z_theory.shape == z.shape
     np.testing.assert_allclose(result.z_theory[0], z[0])
@@ -93,18 +93,18 @@ def test_records_not_starting_at_zero():
 
 def test_identical_targets():
     """dy_target_sq = 0 (App. A.4): no A_low, dh_sq decays logistically; the fit still recovers the rates."""
-    z0 = th.initial_state(0.5, 0.3, 1.0, 0.0)
-    z = th.solve(z0, 1e-3, 2e-3, DX_SQ, 0.0, T)
+    z0 = th.initial_state(0.5, 0.3, 1.0, dy_target_sq=0.0)
+    z = th.solve(z0, T, rate_h=1e-3, rate_y=2e-3, dx_sq=DX_SQ, dy_target_sq=0.0)
     result = fit.fit_rates(T, z, DX_SQ, 0.0)
     np.testing.assert_allclose([result.rate_h, result.rate_y], [1e-3, 2e-3], rtol=1e-3)
 
 
 def test_unrealisable_first_record_is_projected():
     """A first record just outside Cauchy-Schwarz (as float32 with one output gives) is projected, not rejected."""
-    z = _trajectory(th.initial_state(1e-4, 1e-6, -1.0, DY_TARGET_SQ), 3e-3, 6e-3)
+    z = _trajectory(th.initial_state(1e-4, 1e-6, -1.0, dy_target_sq=DY_TARGET_SQ), 3e-3, 6e-3)
     z[0, 2] = z[0, 1] + np.sqrt(z[0, 1] * DY_TARGET_SQ) * (1 + 1e-5)  # beyond the boundary cos = -1
     with pytest.raises(ValueError, match="not realisable"):
-        th.solve(z[0], 3e-3, 6e-3, DX_SQ, DY_TARGET_SQ, [0.0, 1.0])
+        th.solve(z[0], [0.0, 1.0], rate_h=3e-3, rate_y=6e-3, dx_sq=DX_SQ, dy_target_sq=DY_TARGET_SQ)
     result = fit.fit_rates(T, z, DX_SQ, DY_TARGET_SQ)
     assert result.projected
     d, w = result.z0[1], result.z0[2]
@@ -117,9 +117,9 @@ def test_two_basins_either_side_of_the_saddle():
     """A start that decays towards the origin: a ratio near 0.115 sends eq. (7) into the saddle at
     the origin (an endless plateau), with representations that cross on one side and not on the
     other. The objective has a basin on each side; the search must look on both."""
-    z0 = th.initial_state(0.025, 0.006, -0.07, DY_TARGET_SQ)
+    z0 = th.initial_state(0.025, 0.006, -0.07, dy_target_sq=DY_TARGET_SQ)
     rate_h, rate_y = 0.0142, 0.00186  # ratio 0.131, just past the barrier
-    crossed = [fit._reference(z0, ratio, DX_SQ, DY_TARGET_SQ, 1e-14)[2] for ratio in (0.1, 0.131, 0.3)]
+    crossed = [_fit_search.reference(z0, ratio, DX_SQ, DY_TARGET_SQ, 1e-14)[2] for ratio in (0.1, 0.131, 0.3)]
     assert crossed == [True, False, False]  # the barrier lies between the grid ratios 0.1 and 0.316
     z = _trajectory(z0, rate_h, rate_y)
     exact = fit.fit_rates(T, z, DX_SQ, DY_TARGET_SQ)
@@ -190,7 +190,7 @@ def test_normalised_error_definition():
 
 def test_fit_rate_ybar_recovers_known_rate():
     z = _trajectory(SMALL, 3e-3, 6e-3)
-    measured = th.loss(T, z, 2e-3, DY_TARGET_SQ, 0.3)
+    measured = th.loss(T, z, rate_ybar=2e-3, dy_target_sq=DY_TARGET_SQ, offset_sq=0.3)
     result = fit.fit_rate_ybar(T, z, measured, DY_TARGET_SQ, 0.3)
     assert result.success
     assert result.rate_ybar == pytest.approx(2e-3, rel=1e-6)
@@ -201,7 +201,7 @@ def test_fit_rate_ybar_recovers_known_rate():
 def test_fit_rate_ybar_after_fit_rates_with_noise():
     """The paper's two steps on noisy records: rates from the trajectory, then rate_ybar from the loss."""
     z = _trajectory(LARGE, 1e-3, 2e-3)
-    loss = th.loss(T, z, 5e-3, DY_TARGET_SQ, 0.2)
+    loss = th.loss(T, z, rate_ybar=5e-3, dy_target_sq=DY_TARGET_SQ, offset_sq=0.2)
     rates = fit.fit_rates(T, _noisy(z, 0.01, seed=4), DX_SQ, DY_TARGET_SQ)
     noisy_loss = loss + np.random.default_rng(5).normal(size=loss.shape) * 0.01 * np.ptp(loss)
     result = fit.fit_rate_ybar(T, rates.z_theory, noisy_loss, DY_TARGET_SQ, 0.2)
@@ -221,7 +221,7 @@ def test_same_input_same_output():
     np.testing.assert_array_equal(a.z_theory, b.z_theory)
     with pytest.raises(AttributeError):
         a.rate_h = 1.0  # frozen
-    loss = th.loss(T, z, 1e-3, DY_TARGET_SQ, 0.1)
+    loss = th.loss(T, z, rate_ybar=1e-3, dy_target_sq=DY_TARGET_SQ, offset_sq=0.1)
     assert fit.fit_rate_ybar(T, z, loss, DY_TARGET_SQ, 0.1).rate_ybar == fit.fit_rate_ybar(
         T, z, loss, DY_TARGET_SQ, 0.1).rate_ybar
 
@@ -230,7 +230,7 @@ def test_same_input_same_output():
 def test_internal_integrator_matches_theory_solve(z0, rate_h, rate_y):
     """The search and polish integrate eq. (7) themselves (faster); it must agree with theory.solve."""
     expected = _trajectory(z0, rate_h, rate_y)
-    got = fit._fast_solve(z0, rate_h, rate_y, DX_SQ, DY_TARGET_SQ, T, 1e-10, 1e-14)
+    got = _fit_search.fast_solve(z0, rate_h, rate_y, DX_SQ, DY_TARGET_SQ, T, 1e-10, 1e-14)
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-9 * np.abs(expected).max())
 
 
@@ -263,8 +263,8 @@ def _with(array, index, value):
         ((_with(_t, 2, 1.0), _Z, DX_SQ, DY_TARGET_SQ), {}, "`t` must be strictly increasing"),
         ((_t, _Z, 0.0, DY_TARGET_SQ), {}, "`dx_sq` must be > 0"),
         ((_t, _Z, DX_SQ, -0.5), {}, "`dy_target_sq` is a squared distance and must be >= 0"),
-        ((_t, _Z, DX_SQ, DY_TARGET_SQ), {"ratio_bounds": (10.0, 1.0)}, "`ratio_bounds` must be a pair"),
-        ((_t, _Z, DX_SQ, DY_TARGET_SQ), {"ratio_bounds": (0.0, 1.0)}, "`ratio_bounds` must be > 0"),
+        ((_t, _Z, DX_SQ, DY_TARGET_SQ), {"tau_h_over_tau_y_bounds": (10.0, 1.0)}, "`tau_h_over_tau_y_bounds` must be a pair"),
+        ((_t, _Z, DX_SQ, DY_TARGET_SQ), {"tau_h_over_tau_y_bounds": (0.0, 1.0)}, "`tau_h_over_tau_y_bounds` must be > 0"),
         ((_t, _Z, DX_SQ, DY_TARGET_SQ), {"search_records": 2}, "`search_records` must be an integer >= 3"),
         ((_t, _Z, DX_SQ, DY_TARGET_SQ), {"grid_per_decade": 0}, "`grid_per_decade` must be > 0"),
     ],
@@ -305,9 +305,9 @@ def test_recovers_rates_on_random_identifiable_trajectories():
         rate_y = rate_h * 10 ** rng.uniform(-1.0, 1.0)
         dh_sq0 = 10 ** rng.uniform(-8.0, 0.5)
         dy_sq0 = dh_sq0 * 10 ** rng.uniform(-3.0, 0.5)
-        z0 = th.initial_state(dh_sq0, dy_sq0, rng.uniform(-1.0, 1.0), DY_TARGET_SQ)
+        z0 = th.initial_state(dh_sq0, dy_sq0, rng.uniform(-1.0, 1.0), dy_target_sq=DY_TARGET_SQ)
         z = _trajectory(z0, rate_h, rate_y)
-        final = float(th.final_distance(dh_sq0, dy_sq0, DX_SQ, DY_TARGET_SQ, rate_h, rate_y).distance)
+        final = float(th.final_distance(dh_sq0, dy_sq0, rate_h=rate_h, rate_y=rate_y, dx_sq=DX_SQ, dy_target_sq=DY_TARGET_SQ).distance)
         if abs(z[-1, 0] - dh_sq0) < 0.5 * abs(final - dh_sq0):
             continue  # not identifiable from this recording
         result = fit.fit_rates(T, z, DX_SQ, DY_TARGET_SQ)

@@ -21,13 +21,13 @@ def test_sq_distances_match_the_definition():
 def test_low_weight_distances_are_eq10_with_a_high_zero():
     x = np.array([[0.0, 0.0], [3.0, 4.0], [0.0, 1.0]])
     y = np.array([[0.0], [1.0], [0.0]])
-    d = geometry.low_weight_distances(x, y, ratio=2.0)
+    d = geometry.low_weight_distances(x, y, tau_y_over_tau_h=2.0)
     # pair (0,1): sqrt(2) * 5 * 1; pair (0,2): same target -> 0; pair (1,2): sqrt(2) * sqrt(18) * 1
     np.testing.assert_allclose(d[0, 1], np.sqrt(2) * 5)
     assert d[0, 2] == 0
     np.testing.assert_allclose(d[1, 2], np.sqrt(2) * np.sqrt(18))
-    with pytest.raises(ValueError, match="`ratio` must be > 0"):
-        geometry.low_weight_distances(x, y, ratio=0)
+    with pytest.raises(ValueError, match="`tau_y_over_tau_h` must be > 0"):
+        geometry.low_weight_distances(x, y, tau_y_over_tau_h=0)
 
 
 def test_exponential_weighting_eq50_by_hand():
@@ -135,8 +135,8 @@ def test_sorted_first_is_stable():
 def test_weighted_predictions_on_a_tiny_set():
     x = np.array([[0.0], [1.0], [3.0]])
     y = np.eye(2)[[0, 1, 1]]
-    p = experiments.weighted_predictions(x, y, [0, 2], ratio=4.0, x_raw=x)
-    full = geometry.low_weight_distances(x, y, ratio=4.0)
+    p = experiments.weighted_predictions(x, y, [0, 2], tau_y_over_tau_h=4.0, x_raw=x)
+    full = geometry.low_weight_distances(x, y, tau_y_over_tau_h=4.0)
     np.testing.assert_allclose(p["eq10"], full[np.ix_([0, 2], [0, 2])])
     raw = geometry.low_weight_distances(x, y)
     np.testing.assert_allclose(p["eq50_code"], geometry.exponential_weighting(raw[[0, 2]], raw))

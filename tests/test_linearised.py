@@ -138,7 +138,7 @@ def test_aligned_flow_keeps_dh_direction(seed):
     """aligned=True: dh = D_h dx stays parallel to dh(0) along the flow (cosine 1 to round-off)."""
     data = _data(0)
     s0 = lin.aligned_init(data, 6, 1.0, seed=seed, aligned=True)
-    states = lin.flow(s0, data, 1.0, 0.5, 2.0, np.linspace(0.0, 20.0, 41))
+    states = lin.flow(s0, data, np.linspace(0.0, 20.0, 41), rate_h=1.0, rate_y=0.5, rate_ybar=2.0)
     cos = _cosines_to_start(states, data)
     np.testing.assert_allclose(cos, 1.0, atol=1e-9)
 
@@ -147,7 +147,7 @@ def test_unaligned_flow_rotates_dh():
     """aligned=False (i.i.d. entries): dh rotates; with these data and seed the cosine drops below 0.95."""
     data = _data(0)
     s0 = lin.aligned_init(data, 6, 1.0, seed=1, aligned=False)
-    states = lin.flow(s0, data, 1.0, 0.5, 2.0, np.linspace(0.0, 20.0, 41))
+    states = lin.flow(s0, data, np.linspace(0.0, 20.0, 41), rate_h=1.0, rate_y=0.5, rate_ybar=2.0)
     cos = _cosines_to_start(states, data)
     assert cos.min() < 0.95
 
@@ -171,7 +171,7 @@ def test_flow_ybar_relaxes_exponentially_with_its_own_rate():
     data = _data(8)
     s0 = lin.aligned_init(data, 3, 1.0, seed=0, aligned=False)
     t = np.linspace(0.0, 3.0, 7)
-    states = lin.flow(s0, data, 1.0, 0.5, 1.7, t)
+    states = lin.flow(s0, data, t, rate_h=1.0, rate_y=0.5, rate_ybar=1.7)
     got = np.array([s.ybar for s in states])
     expected = data.y_mean + np.outer(np.exp(-1.7 * t), s0.ybar - data.y_mean)
     np.testing.assert_allclose(got, expected, rtol=1e-8, atol=1e-10)
@@ -182,7 +182,7 @@ def test_flow_returns_initial_state_first_and_decreases_loss():
     data = _data(9)
     s0 = lin.aligned_init(data, 5, 0.7, seed=2, aligned=False)
     t = np.linspace(0.0, 15.0, 31)
-    states = lin.flow(s0, data, 1.0, 0.8, 1.2, t)
+    states = lin.flow(s0, data, t, rate_h=1.0, rate_y=0.8, rate_ybar=1.2)
     assert len(states) == t.size
     np.testing.assert_allclose(states[0].pack(), s0.pack(), rtol=0, atol=1e-15)
     loss = lin.loss(states, data)
@@ -195,8 +195,8 @@ def test_flow_is_deterministic():
     data = _data(10)
     s0 = lin.aligned_init(data, 4, 1.0, seed=3, aligned=False)
     t = np.linspace(0.0, 5.0, 6)
-    a = np.array([s.pack() for s in lin.flow(s0, data, 1.0, 0.5, 2.0, t)])
-    b = np.array([s.pack() for s in lin.flow(s0, data, 1.0, 0.5, 2.0, t)])
+    a = np.array([s.pack() for s in lin.flow(s0, data, t, rate_h=1.0, rate_y=0.5, rate_ybar=2.0)])
+    b = np.array([s.pack() for s in lin.flow(s0, data, t, rate_h=1.0, rate_y=0.5, rate_ybar=2.0)])
     np.testing.assert_array_equal(a, b)
 
 
@@ -236,7 +236,7 @@ def test_flow_rejects_wrong_matrix_shapes(field, bad, match):
     data = _data(0)
     s0 = lin.aligned_init(data, 5, 1.0, seed=0)
     with pytest.raises(ValueError, match=match):
-        lin.flow(_replace(s0, field, bad), data, 1.0, 1.0, 1.0, [0.0, 1.0])
+        lin.flow(_replace(s0, field, bad), data, [0.0, 1.0], rate_h=1.0, rate_y=1.0, rate_ybar=1.0)
 
 
 @pytest.mark.parametrize(
@@ -247,7 +247,7 @@ def test_flow_rejects_non_positive_rates(rates, match):
     data = _data(0)
     s0 = lin.aligned_init(data, 5, 1.0, seed=0)
     with pytest.raises(ValueError, match=match):
-        lin.flow(s0, data, *rates, [0.0, 1.0])
+        lin.flow(s0, data, [0.0, 1.0], **dict(zip(("rate_h", "rate_y", "rate_ybar"), rates)))
 
 
 @pytest.mark.parametrize("t", [[1.0, 0.0], [[0.0, 1.0]], [0.0, np.nan]])
@@ -255,7 +255,7 @@ def test_flow_rejects_bad_times(t):
     data = _data(0)
     s0 = lin.aligned_init(data, 5, 1.0, seed=0)
     with pytest.raises(ValueError, match="`t`"):
-        lin.flow(s0, data, 1.0, 1.0, 1.0, t)
+        lin.flow(s0, data, t, rate_h=1.0, rate_y=1.0, rate_ybar=1.0)
 
 
 @pytest.mark.parametrize("n_hidden", [0, -2, 2.5])

@@ -40,8 +40,9 @@ def test_explorer_figure_draws_the_theory_and_marks_the_final_distance():
     axes = fig.axes
     assert len(axes) == 4
     d = widgets.EXPLORER_DEFAULTS
-    z0 = theory.initial_state(1e-3, 0.3e-6, d["cos_angle"], d["dy_target_sq"])
-    expected = float(theory.final_distance(z0[0], z0[1], d["dx_sq"], d["dy_target_sq"], d["rate_h"], d["rate_y"]).distance)
+    z0 = theory.initial_state(1e-3, 0.3e-6, d["cos_angle"], dy_target_sq=d["dy_target_sq"])
+    expected = float(theory.final_distance(z0[0], z0[1], rate_h=d["rate_h"], rate_y=d["rate_y"], dx_sq=d["dx_sq"],
+                                           dy_target_sq=d["dy_target_sq"]).distance)
     marker = [line for line in axes[0].get_lines() if line.get_linestyle() == ":"][0]
     assert np.allclose(marker.get_ydata(), expected)
     plt.close(fig)
@@ -94,12 +95,12 @@ def test_gain_lr_interpolates_table1_and_applies_the_profile_factor():
 
 
 def test_gain_figure_trains_and_marks_the_prediction():
-    fig = widgets.gain_figure(1.0, ratio=0.02, epochs=300, profile="quick")
+    fig = widgets.gain_figure(1.0, tau_y_over_tau_h=0.02, epochs=300, profile="quick")
     ax_loss, ax_dh = fig.axes
     assert len(ax_dh.get_lines()) == 3  # the network, eq. (10), A_low
     plt.close(fig)
-    with pytest.raises(ValueError, match="`ratio`"):
-        widgets.gain_figure(1.0, ratio=-1.0, epochs=10, profile="quick")
+    with pytest.raises(ValueError, match="`tau_y_over_tau_h`"):
+        widgets.gain_figure(1.0, tau_y_over_tau_h=-1.0, epochs=10, profile="quick")
 
 
 def test_distance_matrix_annotates_every_cell():

@@ -58,7 +58,7 @@ class TwoPointRun:
     def errors(self) -> np.ndarray:
         return np.array([f.error for f in self.fits])
 
-    def rate_ratio(self, max_loss: float | None = None) -> float:
+    def tau_y_over_tau_h(self, max_loss: float | None = None) -> float:
         """``tau_y/tau_h`` from the rates averaged over the trials (Fig. 5: ``mean(1/tau_h) / mean(1/tau_y)``),
         using only trials whose final loss is below ``max_loss`` if given.
 
@@ -180,7 +180,7 @@ class DistanceGrid:
     """
 
     name: str
-    ratio: float
+    tau_y_over_tau_h: float
     dx_sq: np.ndarray
     dy_target_sq: np.ndarray
     seed: np.ndarray
@@ -204,7 +204,7 @@ class DistanceGrid:
 
 def distance_grid(
     arch: Architecture,
-    ratio: float,
+    tau_y_over_tau_h: float,
     *,
     dx_sq=(0.5, 0.75, 1.0, 1.25, 1.5),
     dy_target_sq=(0.0, 0.25, 0.5, 0.75, 1.0),
@@ -221,8 +221,8 @@ def distance_grid(
     ----------
     arch : Architecture
         The network (as run: apply :func:`repalign.profiles.architecture` first).
-    ratio : float
-        ``tau_y / tau_h`` of the architecture, e.g. :meth:`TwoPointRun.rate_ratio` (> 0).
+    tau_y_over_tau_h : float
+        ``tau_y / tau_h`` of the architecture, e.g. :meth:`TwoPointRun.tau_y_over_tau_h` (> 0).
     dx_sq, dy_target_sq : sequences of float
         Squared input (> 0) and target (>= 0) distances; every combination is one cell.
     seeds : sequence of int
@@ -233,20 +233,21 @@ def distance_grid(
         At most ``epochs`` epochs, stopping once every trial of the cell is below ``stop_loss``; runs
         ending above ``drop_loss`` are not kept.
     """
-    ratio = float(v.positive("ratio", ratio))
+    tau_y_over_tau_h = float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
     cells = [(a, b) for a in dx_sq for b in dy_target_sq]
     rows = []
     start = time.perf_counter()
     for a, b in cells:
         d = data.two_point(a, b)
         rec = train(arch, d.x, d.y, seeds=seeds, lr=lr, epochs=epochs, stop_loss=stop_loss, progress=progress)
-        pred = theory.final_distance(rec.dh_sq[:, 0], rec.dy_sq[:, 0], a, b, 1.0, 1.0 / ratio).distance
+        pred = theory.final_distance(rec.dh_sq[:, 0], rec.dy_sq[:, 0], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h,
+                                     dx_sq=a, dy_target_sq=b).distance
         for k, s in enumerate(rec.seeds):
             below = np.nonzero(rec.loss[k] < stop_loss)[0]
             i = int(below[0]) if below.size else rec.n_records - 1
             rows.append((a, b, s, rec.dh_sq[k, i], float(pred[k]), rec.loss[k, -1], rec.settings["epochs_trained"][k]))
     cols = [np.array(c) for c in zip(*rows)]
-    return DistanceGrid(arch.name, ratio, cols[0], cols[1], cols[2].astype(int), cols[3], cols[4], cols[5],
+    return DistanceGrid(arch.name, tau_y_over_tau_h, cols[0], cols[1], cols[2].astype(int), cols[3], cols[4], cols[5],
                         cols[6].astype(int), cols[5] < drop_loss, time.perf_counter() - start)
 
 
@@ -302,7 +303,7 @@ class PairwiseRun:
     name: str
     arch: Architecture
     settings: dict
-    ratio: float
+    tau_y_over_tau_h: float
     initial: np.ndarray
     measured: np.ndarray
     predicted: np.ndarray
@@ -328,7 +329,7 @@ class PairwiseRun:
         return np.linalg.norm(m - p, axis=1) / np.linalg.norm(p, axis=1)
 
 
-def run_pairwise(name: str, arch: Architecture, x, y, *, ratio: float, seeds, layer: int | None = None,
+def run_pairwise(name: str, arch: Architecture, x, y, *, tau_y_over_tau_h: float, seeds, layer: int | None = None,
                  progress: bool = False, **train_kwargs) -> PairwiseRun:
     """Train ``arch`` on all of ``(x, y)`` (full batch) and compare every pair's final hidden distance
     with eq. (10) (the XOR experiment of Sec. 4.4).
@@ -340,7 +341,7 @@ def run_pairwise(name: str, arch: Architecture, x, y, *, ratio: float, seeds, la
 
     from .models import build, default_hidden_layer
 
-    ratio = float(v.positive("ratio", ratio))
+    tau_y_over_tau_h = float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
     x = np.asarray(x, float)
     y = np.asarray(y, float)
     layer = default_hidden_layer(arch) if layer is None else layer
@@ -360,10 +361,12 @@ def run_pairwise(name: str, arch: Architecture, x, y, *, ratio: float, seeds, la
     dx, dyt = pairwise_distances(x), pairwise_distances(y)
     off = ~np.eye(len(x), dtype=bool)  # eq. (10) needs dh0 > 0; the diagonal is 0 by definition
     pred = np.zeros_like(dh0)
-    pred[:, off] = theory.final_distance(dh0[:, off], dy0[:, off], np.broadcast_to(dx[off], dh0[:, off].shape),
-                                         np.broadcast_to(dyt[off], dh0[:, off].shape), 1.0, 1.0 / ratio).distance
+    shape = dh0[:, off].shape
+    pred[:, off] = theory.final_distance(dh0[:, off], dy0[:, off], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h,
+                                         dx_sq=np.broadcast_to(dx[off], shape),
+                                         dy_target_sq=np.broadcast_to(dyt[off], shape)).distance
     settings = {k: rec.settings[k] for k in ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")}
-    return PairwiseRun(name, arch, {**settings, "layer": layer, "seeds": rec.seeds}, ratio, dh0,
+    return PairwiseRun(name, arch, {**settings, "layer": layer, "seeds": rec.seeds}, tau_y_over_tau_h, dh0,
                        pairwise_distances([h for _, h in final]), pred, rec.loss[:, -1], dyt == 0)
 
 
@@ -448,28 +451,28 @@ def sorted_first(labels, n: int) -> np.ndarray:
     return np.argsort(labels[:n], kind="stable")
 
 
-def weighted_predictions(x_ref, y_ref, probe, *, ratio: float, x_raw=None) -> dict[str, np.ndarray]:
+def weighted_predictions(x_ref, y_ref, probe, *, tau_y_over_tau_h: float, x_raw=None) -> dict[str, np.ndarray]:
     """The theory's distance matrices for the points ``probe`` (indices into the reference set), Fig. 9.
 
     Returns (each (len(probe), len(probe))):
 
     ``"eq10"``
-        Eq. (10) at small weights for every pair, ``sqrt(ratio) ||dx|| ||dy||`` on the network's
+        Eq. (10) at small weights for every pair, ``sqrt(tau_y_over_tau_h) ||dx|| ||dy||`` on the network's
         inputs ``x_ref``, without any weighting.
     ``"eq50_code"``
         Eq. (50) as the released code evaluated it: distances on the raw inputs ``x_raw`` (0-255
         pixels), rate ratio 1, weights ``exp(-D)`` unnormalised, summed over the whole reference set.
     ``"eq50_normalised"``
-        Eq. (50) with the network's inputs and ``ratio``, weights ``exp(-D / s)`` with ``s`` the
+        Eq. (50) with the network's inputs and ``tau_y_over_tau_h``, weights ``exp(-D / s)`` with ``s`` the
         median non-zero theory distance, each point's weights normalised to sum to 1.
     """
     from . import geometry
 
     probe = np.asarray(probe)
-    d_net = geometry.low_weight_distances(x_ref, y_ref, ratio=ratio)
+    d_net = geometry.low_weight_distances(x_ref, y_ref, tau_y_over_tau_h=tau_y_over_tau_h)
     out = {"eq10": d_net[np.ix_(probe, probe)]}
     if x_raw is not None:
-        d_raw = geometry.low_weight_distances(x_raw, y_ref, ratio=1.0)
+        d_raw = geometry.low_weight_distances(x_raw, y_ref, tau_y_over_tau_h=1.0)
         out["eq50_code"] = geometry.exponential_weighting(d_raw[probe], d_raw)
         del d_raw
     scale = float(np.median(d_net[d_net > 0]))
@@ -488,12 +491,13 @@ def summary_markdown(runs) -> str:
     rows = []
     for run in runs:
         s = run.summary()
-        ratio = run.rates[:, 1] / run.rates[:, 0]
+        tau_h_over_tau_y = run.rates[:, 1] / run.rates[:, 0]
+        sd = tau_h_over_tau_y.std(ddof=1) if len(tau_h_over_tau_y) > 1 else np.nan
         rows.append([
             f"{s['name']}{' (Adam)' if s['optimizer'] == 'adam' else ''}", s["width"], f"{s['lr']:.3g}", s["epochs"],
             s["trials"], f"{s['error_median']:.3f} ({s['error_min']:.3f}-{s['error_max']:.3f})",
             _mean_sd(s["rate_h"], s["rate_h_sd"]), _mean_sd(s["rate_y"], s["rate_y_sd"]),
-            _mean_sd(ratio.mean(), ratio.std(ddof=1) if len(ratio) > 1 else np.nan),
+            _mean_sd(tau_h_over_tau_y.mean(), sd),
             _mean_sd(s["rate_ybar"], s["rate_ybar_sd"]), f"{s['loss_error_median']:.3f}"])
     return markdown_table(header, rows)
 

@@ -7,16 +7,9 @@ a derivative doubled -- and :func:`fit_system` fits its two rates to a recording
 procedure for every system (the true one included, as a control of the procedure itself). If the
 theory captures the networks, the true system fits best, by a clear margin.
 
-In the coordinates ``(dh_sq, dy_sq, w)`` with ``X = rate_h * dx_sq`` and ``R = rate_y``, eq. (7) reads
-
-.. math::
-
-    \\dot{h} = -X w, \\qquad
-    \\dot{d} = -w (R h + X d / h), \\qquad
-    \\dot{w} = -\\tfrac12 R (3 w - d + \\|\\Delta y^*\\|^2) h - \\tfrac12 X (d + w) w / h,
-
-(``h = dh_sq``, ``d = dy_sq``). Every system here is linear in ``X`` and ``R``, so all share the
-time-rescaling symmetry of eq. (7); only the shape of the trajectories differs.
+Every system is :func:`repalign.theory.dynamics.eq7`, the one implementation of eq. (7), with one of
+its term factors changed. It is linear in ``X = rate_h * dx_sq`` and ``R = rate_y``, so all systems
+share the time-rescaling symmetry of eq. (7); only the shape of the trajectories differs.
 """
 
 from __future__ import annotations
@@ -31,31 +24,26 @@ import numpy as np
 from scipy.integrate import odeint
 from scipy.optimize import least_squares
 
+from . import _records
 from . import _validate as v
 from .fit import normalised_error
+from .theory.dynamics import eq7
 
 __all__ = ["SYSTEMS", "SystemFit", "fit_system", "system_rhs"]
 
 
-def _eq7(h, d, w, X, R, b2, *, dh=1.0, enc_dy=1.0, enc_w=1.0, dec_w=1.0, dy_in_w=-1.0):
-    """Eq. (7) with each term's factor exposed; the defaults give the true system."""
-    return (-dh * X * w,
-            -w * (R * h + enc_dy * X * d / h),
-            -0.5 * dec_w * R * (3.0 * w + dy_in_w * d + b2) * h - 0.5 * enc_w * X * (d + w) * w / h)
-
-
 def _modified(**factors) -> Callable:
-    return functools.partial(_eq7, **factors)
+    return functools.partial(eq7, **factors)
 
 
 #: name -> (description, right-hand side ``f(h, d, w, X, R, dy_target_sq) -> (dh, dd, dw)``).
 SYSTEMS: MappingProxyType = MappingProxyType({
-    "eq. (7)": ("the true system", _eq7),
-    "flip X d/h in d(dy)": ("sign of the encoder term of d||dy||^2/dt flipped", _modified(enc_dy=-1.0)),
-    "double d(dh)": ("d||dh||^2/dt doubled", _modified(dh=2.0)),
-    "flip X term in dw": ("sign of the encoder term of dw/dt flipped", _modified(enc_w=-1.0)),
-    "double R term in dw": ("decoder term of dw/dt doubled", _modified(dec_w=2.0)),
-    "flip -dy in dw": ("sign of ||dy||^2 inside the decoder term of dw/dt flipped", _modified(dy_in_w=1.0)),
+    "eq. (7)": ("the true system", eq7),
+    "flip X d/h in d(dy)": ("sign of the encoder term of d||dy||^2/dt flipped", _modified(encoder_in_dy=-1.0)),
+    "double d(dh)": ("d||dh||^2/dt doubled", _modified(dh_sq_rate=2.0)),
+    "flip X term in dw": ("sign of the encoder term of dw/dt flipped", _modified(encoder_in_w=-1.0)),
+    "double R term in dw": ("decoder term of dw/dt doubled", _modified(decoder_in_w=2.0)),
+    "flip -dy in dw": ("sign of ||dy||^2 inside the decoder term of dw/dt flipped", _modified(dy_sq_in_w=1.0)),
 })
 
 
@@ -119,26 +107,19 @@ def fit_system(t, z, system: str, dx_sq: float, dy_target_sq: float, *, starts, 
     starts : sequence of (rate_h, rate_y)
         Starting rates (> 0); use the same starts for every system being compared.
     records : int
-        Records used during the search (>= 10).
+        Records used during the search (>= 10), chosen by :func:`repalign._records.subsample`.
     """
     rhs = system_rhs(system)
-    t = v.finite_array("t", t, ndim=1)
-    z = v.finite_array("z", z, ndim=2)
-    if z.shape != (t.size, 3):
-        raise ValueError(f"`z` must have shape (len(t), 3) = ({t.size}, 3), got {z.shape}")
-    if not np.all(np.diff(t) > 0):
-        raise ValueError("`t` must be strictly increasing")
+    t, z = _records.validate(t, z)
     starts = np.asarray(starts, dtype=float).reshape(-1, 2)
     if starts.size == 0 or not np.all(np.isfinite(starts)) or np.any(starts <= 0):
         raise ValueError(f"`starts` must be pairs of positive finite rates, got {starts.tolist()}")
     dx_sq = float(v.positive("dx_sq", dx_sq))
-    dy_target_sq = float(dy_target_sq)
-    n = t.size
-    half = max(records // 2, 5)
-    idx = np.unique(np.concatenate([np.linspace(0, n - 1, half).astype(int),
-                                    np.geomspace(1, n, half).astype(int) - 1]))
-    scale = np.ptp(z, axis=0)
-    scale = np.where(scale > 0, scale, np.maximum(np.max(np.abs(z), axis=0), 1e-300))
+    dy_target_sq = float(v.non_negative("dy_target_sq", dy_target_sq))
+    if not isinstance(records, (int, np.integer)) or records < 10:
+        raise ValueError(f"`records` must be an integer >= 10, got {records!r}")
+    idx, _ = _records.subsample(t.size, records)
+    scale = _records.scales(z)
 
     def residual(p, ii):
         pred = _solve(rhs, z[0], np.exp(p[0]) * dx_sq, np.exp(p[1]), dy_target_sq, t[ii])

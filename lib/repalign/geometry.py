@@ -57,32 +57,32 @@ def sq_distances(a, b=None) -> np.ndarray:
     return d
 
 
-def low_weight_distances(x, y, *, ratio: float = 1.0) -> np.ndarray:
-    """Eq. (10) in the small-weight limit for every pair: ``sqrt(ratio) ||x_i - x_j|| ||y_i - y_j||``.
+def low_weight_distances(x, y, *, tau_y_over_tau_h: float = 1.0) -> np.ndarray:
+    """Eq. (10) in the small-weight limit for every pair: ``sqrt(tau_y_over_tau_h) ||x_i - x_j|| ||y_i - y_j||``.
 
-    At small initial weights ``A_high -> 0`` and eq. (10) gives ``||dh(inf)||^2 = A_low``; ``ratio`` is
-    ``tau_y / tau_h``. The released code's Fig. 9 used ``ratio = 1``.
+    At small initial weights ``A_high -> 0`` and eq. (10) gives ``||dh(inf)||^2 = A_low``; ``tau_y_over_tau_h`` is
+    ``tau_y / tau_h``. The released code's Fig. 9 used ``tau_y_over_tau_h = 1``.
 
     Parameters
     ----------
     x : array_like, shape (n, d_in)
     y : array_like, shape (n, d_out)
-    ratio : float, keyword-only
+    tau_y_over_tau_h : float, keyword-only
         ``tau_y / tau_h`` (> 0). Default 1.
 
     Returns
     -------
     numpy.ndarray, shape (n, n)
 
-    >>> low_weight_distances([[0.0], [2.0]], [[0.0], [1.0]], ratio=4.0).tolist()
+    >>> low_weight_distances([[0.0], [2.0]], [[0.0], [1.0]], tau_y_over_tau_h=4.0).tolist()
     [[0.0, 4.0], [4.0, 0.0]]
     """
     x = v.finite_array("x", x, ndim=2)
     y = v.finite_array("y", y, ndim=2)
     if x.shape[0] != y.shape[0]:
         raise ValueError(f"`x` and `y` must have the same number of rows, got {x.shape[0]} and {y.shape[0]}")
-    ratio = float(v.positive("ratio", ratio))
-    return np.sqrt(ratio * sq_distances(x) * sq_distances(y))
+    tau_y_over_tau_h = float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
+    return np.sqrt(tau_y_over_tau_h * sq_distances(x) * sq_distances(y))
 
 
 def exponential_weighting(d, d_ref=None, *, scale: float = 1.0, normalise: bool = False) -> np.ndarray:

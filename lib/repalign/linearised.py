@@ -96,7 +96,9 @@ def gradients(state: LinearisedState, data: TwoPoints) -> LinearisedState:
     )
 
 
-def velocity(state: LinearisedState, data: TwoPoints, rate_h: float, rate_y: float, rate_ybar: float) -> LinearisedState:
+def velocity(
+    state: LinearisedState, data: TwoPoints, *, rate_h: float, rate_y: float, rate_ybar: float
+) -> LinearisedState:
     """The time derivatives of ``D_h, D_y, ybar`` under eq. (17) as printed in the paper.
 
     Eq. (17) writes ``dD_h/dt = -(1/tau_h) (1/2) D_y^T err dx^T`` and
@@ -113,25 +115,26 @@ def velocity(state: LinearisedState, data: TwoPoints, rate_h: float, rate_y: flo
 def flow(
     state0: LinearisedState,
     data: TwoPoints,
+    t,
+    *,
     rate_h: float,
     rate_y: float,
     rate_ybar: float,
-    t,
-    *,
     rtol: float = 1e-10,
     atol: float = 1e-12,
 ) -> list[LinearisedState]:
     """Integrate the gradient flow of the linearised model, eq. (17) as printed (see :func:`velocity`).
 
-    Returns the states at the times ``t`` (the first is ``state0``).
+    Returns the states at the times ``t`` (the first is ``state0``). The rates are keyword-only, in
+    the order of :mod:`repalign.theory`.
     """
     _check(state0, data)
-    rates = [float(v.positive(n, r)) for n, r in (("rate_h", rate_h), ("rate_y", rate_y), ("rate_ybar", rate_ybar))]
+    rates = {n: float(v.positive(n, r)) for n, r in (("rate_h", rate_h), ("rate_y", rate_y), ("rate_ybar", rate_ybar))}
     t = v.times("t", t)
     shape_h, shape_y = state0.d_h.shape, state0.d_y.shape
 
     def fun(_, flat):
-        return velocity(LinearisedState.unpack(flat, shape_h, shape_y), data, *rates).pack()
+        return velocity(LinearisedState.unpack(flat, shape_h, shape_y), data, **rates).pack()
 
     sol = solve_ivp(fun, (t[0], t[-1]), state0.pack(), t_eval=t, method="DOP853", rtol=rtol, atol=atol)
     if not sol.success:

@@ -40,17 +40,20 @@ def explorer_figure(*, fig=None, **params):
     if unknown:
         raise TypeError(f"unknown parameter(s) {sorted(unknown)}; allowed: {sorted(EXPLORER_DEFAULTS)}")
     p = {**EXPLORER_DEFAULTS, **params}
-    z0 = theory.initial_state(p["gain"] * _REF_DH_SQ, p["gain"] ** 2 * _REF_DY_SQ, p["cos_angle"], p["dy_target_sq"])
+    z0 = theory.initial_state(p["gain"] * _REF_DH_SQ, p["gain"] ** 2 * _REF_DY_SQ, p["cos_angle"],
+                              dy_target_sq=p["dy_target_sq"])
     t = np.linspace(0.0, p["t_max"], 600)
-    z = theory.solve(z0, p["rate_h"], p["rate_y"], p["dx_sq"], p["dy_target_sq"], t)
-    final = theory.final_distance(z0[0], z0[1], p["dx_sq"], p["dy_target_sq"], p["rate_h"], p["rate_y"])
+    z = theory.solve(z0, t, rate_h=p["rate_h"], rate_y=p["rate_y"], dx_sq=p["dx_sq"], dy_target_sq=p["dy_target_sq"])
+    final = theory.final_distance(z0[0], z0[1], rate_h=p["rate_h"], rate_y=p["rate_y"], dx_sq=p["dx_sq"],
+                                  dy_target_sq=p["dy_target_sq"])
     if fig is None:
         fig = plt.figure(figsize=(10.5, 2.8))
     fig.clear()
     axes = fig.subplots(1, 4)
     plots.three_panel(t, z, axes=axes[:3])
     axes[0].axhline(float(final.distance), color=plots.COLORS["dh_sq"], lw=1, ls=":")
-    plots.trajectory(t, theory.loss(t, z, 1.0, p["dy_target_sq"], 0.0), "loss", ax=axes[3])
+    plots.trajectory(t, theory.loss(t, z, rate_ybar=1.0, dy_target_sq=p["dy_target_sq"], offset_sq=0.0), "loss",
+                     ax=axes[3])
     axes[3].set(xlabel=plots.LABELS["time"], ylabel=plots.LABELS["loss"])
     fig.suptitle(
         f"‖dh(∞)‖² = {float(final.distance):.3g}   (A_high = {float(final.a_high):.3g}, A_low = {float(final.a_low):.3g})",
@@ -107,10 +110,10 @@ def gain_lr(gain: float, profile: str | None = None) -> float:
     return float(np.exp(np.interp(gain, g, np.log(lr)))) * factor
 
 
-def gain_figure(gain: float = 1.0, *, ratio: float | None = None, seed: int = 0, epochs: int | None = None,
+def gain_figure(gain: float = 1.0, *, tau_y_over_tau_h: float | None = None, seed: int = 0, epochs: int | None = None,
                 profile: str | None = None, fig=None):
     """Train the default network (as the profile runs it) at initial ``gain`` and draw the loss and
-    ``||dh||^2`` against epochs: the plateau at ||Δy||²/8 and, with ``ratio`` (``tau_y/tau_h``), the
+    ``||dh||^2`` against epochs: the plateau at ||Δy||²/8 and, with ``tau_y_over_tau_h`` (``tau_y/tau_h``), the
     final distance eq. (10) predicts from the run's own initial values. About a second in the quick profile.
     """
     from dataclasses import replace
@@ -131,9 +134,10 @@ def gain_figure(gain: float = 1.0, *, ratio: float | None = None, seed: int = 0,
     ax_loss.legend()
     plots.trajectory(t, rec.dh_sq[0], "dh_sq", kind="network", ax=ax_dh)
     title = f"gain {arch.gain:.3g}, η = {arch.lr:.3g}"
-    if ratio is not None:
-        pred = theory.final_distance(rec.dh_sq[0, 0], rec.dy_sq[0, 0], d.dx_sq, d.dy_target_sq, 1.0,
-                                     1.0 / float(v.positive("ratio", ratio)))
+    if tau_y_over_tau_h is not None:
+        rate_y = 1.0 / float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
+        pred = theory.final_distance(rec.dh_sq[0, 0], rec.dy_sq[0, 0], rate_h=1.0, rate_y=rate_y, dx_sq=d.dx_sq,
+                                     dy_target_sq=d.dy_target_sq)
         ax_dh.axhline(float(pred.distance), color=plots.COLORS["reference"], lw=1.0, ls="--", label="eq. (10)")
         ax_dh.axhline(float(pred.a_low), color=plots.COLORS["accent"], lw=1.0, ls=":", label="A_low (rich limit)")
         ax_dh.legend()
@@ -145,7 +149,7 @@ def gain_figure(gain: float = 1.0, *, ratio: float | None = None, seed: int = 0,
     return fig
 
 
-def gain_explorer(*, ratio: float | None = None, profile: str | None = None):
+def gain_explorer(*, tau_y_over_tau_h: float | None = None, profile: str | None = None):
     """A gain slider that retrains the default network and redraws :func:`gain_figure` (live kernel)."""
     import ipywidgets as w
     from IPython.display import display
@@ -156,7 +160,7 @@ def gain_explorer(*, ratio: float | None = None, profile: str | None = None):
     def redraw(_=None):
         with out:
             out.clear_output(wait=True)
-            fig = gain_figure(slider.value, ratio=ratio, profile=profile)
+            fig = gain_figure(slider.value, tau_y_over_tau_h=tau_y_over_tau_h, profile=profile)
             display(fig)
             plt.close(fig)
 
