@@ -169,6 +169,9 @@ class Task:
     def __hash__(self):
         return hash(self.canonical)
 
+    def __reduce__(self):  # picklable (to worker processes), although the spec is a read-only mapping
+        return (Task, (self.experiment, dict(self.spec)))
+
     @property
     def version(self) -> int:
         return experiment(self.experiment).version
@@ -406,6 +409,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a store is shared like any results directory
         os.replace(tmp, path)
         tmp = None
         dfd = os.open(path.parent, os.O_RDONLY)
