@@ -227,7 +227,7 @@ def _npz_bytes(arrays: Mapping[str, np.ndarray]) -> bytes:
             info = zipfile.ZipInfo(f"{name}.npy", date_time=_ZIP_DATE)
             info.compress_type = zipfile.ZIP_DEFLATED
             with zf.open(info, "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.ascontiguousarray(arrays[name]), allow_pickle=False)
+                np.lib.format.write_array(f, arrays[name], allow_pickle=False)
     return buf.getvalue()
 
 
