@@ -1,22 +1,12 @@
 """campaign: resumable local runs, recorded failures, verify, and a real 2-worker Dask cluster on localhost."""
 
-import contextlib
 import json
-import os
-import socket
-import subprocess
-import sys
-import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-import repalign
 from repalign import campaign, tasks
 from repalign.store import Store
-
-LIB = str(Path(repalign.__file__).resolve().parents[1])
 
 
 def _tiny_tasks():
@@ -80,57 +70,12 @@ def test_verify_passes_on_honest_results_and_fails_on_altered_ones(tiny, tmp_pat
     assert len(bad) == 1 and bad[0]["worst"] == "measured" and bad[0]["max_rel"] == pytest.approx(0.01 / 1.01, rel=1e-6)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-@contextlib.contextmanager
-def _dask_cluster(workdir, n_workers=2, timeout=90):
-    """A real distributed scheduler and ``n_workers`` single-threaded worker processes on 127.0.0.1."""
-    from distributed import Client
-
-    port = _free_port()
-    address = f"tcp://127.0.0.1:{port}"
-    env = {**os.environ, "PYTHONPATH": LIB + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    cli = [sys.executable, "-m"]
-    procs = [subprocess.Popen(cli + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
-                                     "--no-dashboard"], cwd=workdir, env=env,
-                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
-    try:
-        for _ in range(n_workers):
-            procs.append(subprocess.Popen(cli + ["distributed.cli.dask_worker", address, "--nthreads", "1",
-                                                 "--no-nanny", "--no-dashboard", "--memory-limit", "0"],
-                                          cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
-        deadline = time.monotonic() + timeout
-        while True:  # the scheduler may need a moment before it accepts clients
-            try:
-                with Client(address, timeout="5s") as client:
-                    client.wait_for_workers(n_workers, timeout=max(1, deadline - time.monotonic()))
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.5)
-        yield address
-    finally:
-        for p in reversed(procs):
-            p.terminate()
-        for p in procs:
-            try:
-                p.wait(15)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait(5)
-
-
 def test_dask_run_continues_a_partial_store_with_byte_identical_results(tiny, tmp_path):
     path, local, good, bad, _ = tiny
     remote = Store(tmp_path / "dask")
     first = local.get(good[0])
     remote.put(good[0], first.arrays, first.provenance)  # a stopped earlier run: the rerun skips this one
-    with _dask_cluster(tmp_path) as address:
+    with campaign.local_cluster(tmp_path, n_workers=2) as address:  # real processes, no mocks
         code = campaign.main(["run", "--tasks", str(path), "--store", str(remote.root), "--scheduler", address, "-q"])
     assert code == 1  # the same task fails there, with its traceback recorded
     assert "consecutive" in (remote.root / "failed" / f"{bad.experiment}-{bad.key}.txt").read_text()

@@ -39,7 +39,10 @@ with status 1 on a mismatch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import socket
+import subprocess
 import sys
 import time
 import traceback
@@ -51,7 +54,7 @@ import numpy as np
 from . import store as _store
 from .store import Store, Task
 
-__all__ = ["main", "pending", "run", "estimate", "verify", "read_tasks", "VERIFY_RTOL", "VERIFY_ATOL"]
+__all__ = ["main", "pending", "run", "estimate", "verify", "read_tasks", "local_cluster", "VERIFY_RTOL", "VERIFY_ATOL"]
 
 #: Tolerance of ``verify``. Every task is deterministic on one machine: the same task computed twice in
 #: single-threaded workers gives the same bytes (tests/test_campaign.py), and a local run and a
@@ -61,6 +64,7 @@ __all__ = ["main", "pending", "run", "estimate", "verify", "read_tasks", "VERIFY
 #: the code's output (a changed learning rate or seed moves the arrays by far more than 1e-3).
 VERIFY_RTOL = 1e-4
 VERIFY_ATOL = 1e-7
+_LIB = str(Path(__file__).resolve().parents[1])  # the package's source root, for worker processes
 
 
 def _single_thread() -> None:
@@ -276,6 +280,56 @@ def _compare(task, stored, fresh, rtol, atol) -> dict:
         if m > row["max_abs"]:
             row.update(max_abs=m, max_rel=rel, worst=name)
     return row
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def local_cluster(workdir, n_workers: int = 2, *, timeout: float = 90):
+    """Context manager: a real Dask scheduler and ``n_workers`` single-threaded worker processes on
+    127.0.0.1 (subprocesses, started in ``workdir``, stopped on exit); yields the scheduler address.
+
+    For trying ``--scheduler`` on one machine and for the tests and benchmark; a real cluster is started
+    by its own tools (``dask scheduler`` / ``dask worker``, dask-jobqueue, Kubernetes, ...).
+    """
+    from distributed import Client
+
+    port = _free_port()
+    address = f"tcp://127.0.0.1:{port}"
+    env = {**os.environ, "PYTHONPATH": _LIB + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    cli = [sys.executable, "-m"]
+    procs = [subprocess.Popen(cli + ["distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", str(port),
+                                     "--no-dashboard"], cwd=workdir, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)]
+    try:
+        for _ in range(n_workers):
+            procs.append(subprocess.Popen(cli + ["distributed.cli.dask_worker", address, "--nthreads", "1",
+                                                 "--no-nanny", "--no-dashboard", "--memory-limit", "0"],
+                                          cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        deadline = time.monotonic() + timeout
+        while True:  # the scheduler may need a moment before it accepts clients
+            try:
+                with Client(address, timeout="5s") as client:
+                    client.wait_for_workers(n_workers, timeout=max(1, deadline - time.monotonic()))
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.5)
+        yield address
+    finally:
+        for p in reversed(procs):
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
 
 
 def _tasks(args) -> dict[str, list[Task]]:
