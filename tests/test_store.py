@@ -176,3 +176,21 @@ def test_two_point_task_computed_twice_is_identical(store):
     stored = store.put(task, a)
     assert json.loads(store.paths(task)[1].read_text())["seed"] == [0, 1]
     assert all(np.array_equal(store.get(task)[k], stored[k]) for k in a)
+
+
+def test_stored_two_point_task_rebuilds_the_run_of_run_two_point(store):
+    from repalign import experiments
+
+    task = tasks.two_point_task("shallow", profile="quick", trials=2, epochs=150)
+    direct = experiments.run_two_point("shallow", profile="quick", trials=2, epochs=150, progress=False)
+    store.compute(task)
+    rebuilt = tasks.two_point_run(store.get(task))
+    s1, s2 = direct.summary(), rebuilt.summary()
+    assert {k: v for k, v in s1.items() if k != "seconds"} == {k: v for k, v in s2.items() if k != "seconds"}
+    for k in ("dh_sq", "dy_sq", "w", "loss", "mean_output", "epochs"):
+        assert np.array_equal(getattr(direct.recording, k), getattr(rebuilt.recording, k)), k
+    assert dict(direct.recording.settings) == dict(rebuilt.recording.settings)
+    assert direct.recording.seeds == rebuilt.recording.seeds and direct.recording.layer == rebuilt.recording.layer
+    assert np.array_equal(direct.fits[1].z_theory, rebuilt.fits[1].z_theory)
+    assert direct.fits[0].message == rebuilt.fits[0].message
+    assert "1 results: 1 loaded from the store (revision" in st.describe([store.compute(task)])

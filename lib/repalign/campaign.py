@@ -78,6 +78,14 @@ def _single_thread() -> None:
     numba.set_num_threads(1)
 
 
+def _worker_init() -> None:
+    """A local worker: one thread, and Ctrl-C goes to the parent only (which stops the workers)."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    _single_thread()
+
+
 def _compute(task: Task):
     """Worker side: ``("ok", arrays, provenance)`` or ``("error", traceback text, None)``."""
     try:
@@ -177,7 +185,7 @@ def _run_local(todo, workers, done) -> None:
     if workers < 1:
         raise ValueError(f"`workers` must be >= 1, got {workers}")
     ctx = multiprocessing.get_context("spawn")  # a clean interpreter: no inherited torch/numba thread pools
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_single_thread)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=ctx, initializer=_worker_init)
     try:
         queue = list(reversed(todo))
         running = {}
@@ -190,8 +198,10 @@ def _run_local(todo, workers, done) -> None:
                 task = running.pop(future)
                 exc = future.exception()
                 done(task, ("error", "".join(traceback.format_exception(exc)), None) if exc else future.result())
-    except BaseException:
-        pool.shutdown(wait=False, cancel_futures=True)
+    except BaseException:  # Ctrl-C (or an error storing a result): stop the workers, lose only what was in flight
+        for proc in list(getattr(pool, "_processes", {}).values()):  # the executor has no public terminate()
+            proc.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown()
 

@@ -61,7 +61,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ENV_VAR", "StoreError", "CorruptResultWarning", "Experiment", "EXPERIMENTS", "register", "experiment",
-           "Task", "Result", "Store", "default_root", "cached", "machine_provenance", "run_timed"]
+           "Task", "Result", "Store", "default_root", "cached", "describe", "machine_provenance", "run_timed"]
 
 ENV_VAR = "REPALIGN_RESULTS_DIR"
 _KEY_DIGITS = 20
@@ -392,6 +392,22 @@ def run_timed(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     prov = machine_provenance(task.spec)
     prov.update({"started": started, "finished": _now(), "wall_seconds": seconds})
     return arrays, prov
+
+
+def describe(results) -> str:
+    """One sentence for a chapter: how many ``results`` were loaded (from which revisions and dates) and
+    how many were computed now, e.g. ``"12 results: 12 loaded from the store (revision 7851ca3,
+    2026-12-02), 0 computed now."``"""
+    results = list(results)
+    loaded = [r for r in results if r.loaded]
+    text = f"{len(results)} results: {len(loaded)} loaded from the store"
+    if loaded:
+        revs = sorted({str(r.provenance.get("git_revision", "unknown"))[:7]
+                       + ("-dirty" if r.provenance.get("git_dirty") else "") for r in loaded})
+        days = sorted({str(r.provenance.get("finished", "?"))[:10] for r in loaded})
+        text += (f" (revision{'s' * (len(revs) > 1)} {', '.join(revs)}, "
+                 f"{days[0] if len(days) == 1 else days[0] + ' to ' + days[-1]})")
+    return text + f", {len(results) - len(loaded)} computed now."
 
 
 def cached(task: Task, store: Store | None = None) -> Result:

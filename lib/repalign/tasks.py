@@ -24,16 +24,18 @@ computation), so a stored task holds exactly the numbers the chapter computes; t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from dataclasses import replace
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
 
-from . import data, experiments, profiles, train
+from . import data, experiments, fit, profiles, train
 from .store import Task, register
 
-__all__ = ["CHAPTERS", "chapter_tasks", "plan", "two_point_task", "grid_cell_task", "depth_task"]
+__all__ = ["CHAPTERS", "chapter_tasks", "plan", "two_point_task", "grid_cell_task", "depth_task", "two_point_run"]
 
 
 def _seeds(spec: Mapping[str, Any]) -> list[int]:
@@ -54,12 +56,34 @@ def _two_point(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     rec = run.recording
     return {
         "seeds": np.array(rec.seeds), "epochs": rec.epochs, "dh_sq": rec.dh_sq, "dy_sq": rec.dy_sq, "w": rec.w,
-        "loss": rec.loss, "mean_output": rec.mean_output, "rates": run.rates, "errors": run.errors,
-        "loss_errors": np.array([f.error for f in run.loss_fits]),
-        "z_theory": np.stack([f.z_theory for f in run.fits]),
+        "loss": rec.loss, "mean_output": rec.mean_output, "layer": np.array(rec.layer),
+        "settings_json": np.array(json.dumps(dict(rec.settings), sort_keys=True)),
+        "rates": run.rates, "errors": run.errors, "loss_errors": np.array([f.error for f in run.loss_fits]),
+        "z_theory": np.stack([f.z_theory for f in run.fits]), "z0": np.stack([f.z0 for f in run.fits]),
+        "fit_success": np.array([f.success for f in run.fits]), "projected": np.array([f.projected for f in run.fits]),
+        "fit_message": np.array([f.message for f in run.fits]),
         "loss_theory": np.stack([f.loss_theory for f in run.loss_fits]),
-        "fit_success": np.array([f.success for f in run.fits]),
+        "loss_fit_success": np.array([f.success for f in run.loss_fits]),
     }
+
+
+def two_point_run(result) -> experiments.TwoPointRun:
+    """The :class:`repalign.experiments.TwoPointRun` of a stored ``two_point`` result, as
+    :func:`~repalign.experiments.run_two_point` returned it (``seconds`` is the task's wall time)."""
+    a, spec = result.arrays, result.task.spec
+    if result.task.experiment != "two_point":
+        raise ValueError(f"`result` must be of a two_point task, got {result.task.experiment!r}")
+    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(str(a["settings_json"])).items()}
+    rec = train.Recording(a["epochs"], a["dh_sq"], a["dy_sq"], a["w"], a["loss"], a["mean_output"], int(a["layer"]),
+                          tuple(int(s) for s in a["seeds"]), MappingProxyType(settings))
+    fits = [fit.RateFit(float(r[0]), float(r[1]), z, float(e), bool(ok), z0, bool(pr), str(m))
+            for r, z, e, ok, z0, pr, m in zip(a["rates"], a["z_theory"], a["errors"], a["fit_success"], a["z0"],
+                                              a["projected"], a["fit_message"])]
+    loss_fits = [fit.LossFit(float(r[2]), lt, float(e), bool(ok))
+                 for r, lt, e, ok in zip(a["rates"], a["loss_theory"], a["loss_errors"], a["loss_fit_success"])]
+    arch = profiles.architecture(spec["name"], spec["profile"])
+    return experiments.TwoPointRun(spec["name"], arch, rec, fits, loss_fits,
+                                   float(result.provenance.get("wall_seconds", np.nan)))
 
 
 @register("grid_cell", version=1, chapter="03_rich_lazy")
