@@ -194,3 +194,11 @@ def test_stored_two_point_task_rebuilds_the_run_of_run_two_point(store):
     assert np.array_equal(direct.fits[1].z_theory, rebuilt.fits[1].z_theory)
     assert direct.fits[0].message == rebuilt.fits[0].message
     assert "1 results: 1 loaded from the store (revision" in st.describe([store.compute(task)])
+
+
+def test_tasks_run_torch_with_one_thread_and_restore_it():
+    import torch
+
+    before = torch.get_num_threads()
+    seen = tasks._one_torch_thread(lambda spec: torch.get_num_threads())({})
+    assert seen == 1 and torch.get_num_threads() == before

@@ -56,9 +56,9 @@ from .store import Store, Task
 
 __all__ = ["main", "pending", "run", "estimate", "verify", "read_tasks", "local_cluster", "VERIFY_RTOL", "VERIFY_ATOL"]
 
-#: Tolerance of ``verify``. Every task is deterministic on one machine: the same task in two fresh
-#: processes with 1 or 2 torch/numba threads gives byte-identical arrays (measured: the quick profile's
-#: default network, 3 seeds x 3000 epochs with its fits, and a Fig. 5 grid cell), and a local run and a
+#: Tolerance of ``verify``. Every task is deterministic on one machine: the kernel gives byte-identical
+#: arrays with 1 or 2 numba threads (measured: the quick profile's default network, 3 seeds x 3000 epochs
+#: with its fits, and a Fig. 5 grid cell), torch runs with one thread in every task (repalign.tasks), and a
 #: 2-worker Dask cluster write byte-identical files (tests/test_campaign.py). These bounds leave room
 #: for another CPU's libm and still catch a 1 % change of one stored value. They are not a cross-back-end
 #: tolerance: the same float32 run on the numba kernel and on the fused torch path differs by up to 10 %
