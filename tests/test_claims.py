@@ -112,3 +112,43 @@ def test_for_chapter_binds_the_chapter(store):
     assert c.chapter == "03_x" and (store / "03_x.json").exists()
     with pytest.raises(ValueError, match="`chapter` must be a non-empty string"):
         claims.for_chapter("")
+
+
+def _write_records(directory, writer, n, barrier):
+    import os
+
+    os.environ["REPALIGN_CLAIMS_DIR"] = str(directory)
+    barrier.wait()
+    for k in range(n):
+        claims.check("concurrent", f"writer {writer} record {k}", k, tolerance=1e9, quiet=True, profile="quick")
+
+
+def test_concurrent_writers_lose_no_record(store):
+    # Four real processes write 50 records each into the same chapter file at the same time.
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    writers, n = 4, 50
+    barrier = ctx.Barrier(writers)
+    procs = [ctx.Process(target=_write_records, args=(store, w, n, barrier)) for w in range(writers)]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join(timeout=120)
+        assert p.exitcode == 0
+    rows = json.loads((store / "concurrent.json").read_text())
+    expected = [f"writer {w} record {k}" for w in range(writers) for k in range(n)]
+    assert sorted(r["claim"] for r in rows) == sorted(expected)
+    assert not list(store.glob("*.tmp")) and not list(store.glob(".*.tmp"))
+
+
+def test_corrupt_chapter_file_is_named_and_skipped(store):
+    claims.check("good", "kept", 0.0, tolerance=1.0, quiet=True)
+    (store / "bad.json").write_text('[{"chapter": "bad", "claim": "trunc')
+    with pytest.warns(claims.CorruptClaimsWarning, match="bad.json"):
+        records = claims.load()
+    assert [r.claim for r in records] == ["kept"]
+    with pytest.warns(claims.CorruptClaimsWarning, match="bad.json"):
+        claims.check("bad", "new", 0.0, tolerance=1.0, quiet=True)
+    assert (store / "bad.json.corrupt").exists()
+    assert sorted(r.claim for r in claims.load()) == ["kept", "new"]

@@ -14,11 +14,15 @@ Records go to ``$REPALIGN_CLAIMS_DIR`` if set, else to ``results/claims/`` at th
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
+import fcntl
 import json
 import math
 import os
 import subprocess
+import tempfile
+import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -196,8 +200,7 @@ def for_chapter(chapter: str, *, profile: str | None = None):
     profile = profiles.current() if profile is None else profile
     path = claims_dir() / f"{chapter}.json"
     if path.exists():
-        rows = [r for r in json.loads(path.read_text()) if r["profile"] != profile]
-        path.write_text(json.dumps(rows, indent=1))
+        _update(path, lambda rows: [r for r in rows if r["profile"] != profile])
 
     def check_in_chapter(claim: str, measured, **kwargs) -> Claim:
         return check(chapter, claim, measured, **kwargs)
@@ -209,21 +212,81 @@ def for_chapter(chapter: str, *, profile: str | None = None):
 def _store(record: Claim) -> None:
     directory = claims_dir()
     directory.mkdir(parents=True, exist_ok=True)
-    path = directory / f"{record.chapter}.json"
-    rows = json.loads(path.read_text()) if path.exists() else []
-    rows = [r for r in rows if (r["claim"], r["profile"]) != (record.claim, record.profile)]
-    rows.append(asdict(record))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(rows, indent=1))
-    tmp.replace(path)
+    key = (record.claim, record.profile)
+    _update(directory / f"{record.chapter}.json",
+            lambda rows: [r for r in rows if (r["claim"], r["profile"]) != key] + [asdict(record)])
+
+
+class CorruptClaimsWarning(UserWarning):
+    """A chapter's claims file could not be parsed; it is skipped (when loading) or set aside (when writing)."""
+
+
+def _read_rows(path: Path) -> list[dict]:
+    """The records in ``path`` (``[]`` if absent). Raises ValueError naming ``path`` if it is not a records file."""
+    try:
+        rows = json.loads(path.read_text())
+    except FileNotFoundError:
+        return []
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"corrupt claims file {path}: {exc}") from exc
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"corrupt claims file {path}: expected a JSON list of records")
+    return rows
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Hold an exclusive ``flock`` on ``<path>.lock``: one read-modify-write of ``path`` at a time,
+    across processes (the lock is released by the kernel if a holder dies)."""
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_UN)
+
+
+def _update(path: Path, change) -> None:
+    """Replace the records of ``path`` by ``change(records)`` under the lock, atomically (temporary file,
+    fsync, rename): concurrent writers never lose or interleave records, and a reader never sees half a
+    file. A corrupt file is moved aside to ``<path>.corrupt`` with a warning naming both paths."""
+    with _locked(path):
+        try:
+            rows = _read_rows(path)
+        except ValueError as exc:
+            aside = path.with_name(path.name + ".corrupt")
+            os.replace(path, aside)
+            warnings.warn(f"{exc}; moved it to {aside} and started the chapter's records afresh",
+                          CorruptClaimsWarning, stacklevel=3)
+            rows = []
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(change(rows), indent=1))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
 
 
 def load(directory: str | Path | None = None) -> list[Claim]:
-    """All stored records, sorted by chapter, then in the order they were last written."""
+    """All stored records, sorted by chapter, then in the order they were last written.
+
+    A chapter file that cannot be parsed is skipped with a :class:`CorruptClaimsWarning` naming it;
+    the other chapters still load.
+    """
     directory = claims_dir() if directory is None else Path(directory)
     out: list[Claim] = []
     for path in sorted(directory.glob("*.json")):
-        out.extend(Claim(**row) for row in json.loads(path.read_text()))
+        try:
+            rows = _read_rows(path)
+        except ValueError as exc:
+            warnings.warn(str(exc), CorruptClaimsWarning, stacklevel=2)
+            continue
+        out.extend(Claim(**row) for row in rows)
     return out
 
 

@@ -1,0 +1,90 @@
+"""campaign: resumable local runs, recorded failures, verify, and a real 2-worker Dask cluster on localhost."""
+
+import json
+
+import numpy as np
+import pytest
+
+from repalign import campaign, tasks
+from repalign.store import Store
+
+
+def _tiny_tasks():
+    good = [tasks.two_point_task("shallow", profile="quick", seed=s, trials=1, epochs=60) for s in (0, 1)]
+    good.append(tasks.grid_cell_task("shallow", 0.5, 0.25, profile="quick", seeds=[1000, 1001], lr=0.004, epochs=100,
+                                     stop_loss=1e-4))
+    bad = tasks.two_point_task("shallow", profile="quick", seed=0, trials=1, epochs=60)
+    bad = type(bad)(bad.experiment, {**bad.spec, "seeds": [0, 2]})  # not consecutive: the experiment raises
+    return good, bad
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """The tiny campaign run once locally with 2 workers: (tasks file, store, good tasks, bad task, exit code)."""
+    root = tmp_path_factory.mktemp("campaign")
+    good, bad = _tiny_tasks()
+    path = root / "tiny.json"
+    path.write_text(json.dumps([{"experiment": t.experiment, "spec": dict(t.spec)} for t in good + [bad]]))
+    store = Store(root / "local")
+    code = campaign.main(["run", "--tasks", str(path), "--store", str(store.root), "--workers", "2", "-q"])
+    return path, store, good, bad, code
+
+
+def test_local_run_stores_every_good_task_and_records_the_failure(tiny):
+    path, store, good, bad, code = tiny
+    assert code == 1  # one task failed
+    assert all(store.get(t) is not None for t in good)
+    failed = (store.root / "failed" / f"{bad.experiment}-{bad.key}.txt").read_text()
+    assert "Traceback" in failed and "consecutive" in failed
+    assert campaign.pending(good + [bad], store) == [bad]
+
+
+def test_plan_counts_what_is_done_and_estimates_the_rest(tiny, tmp_path, capsys):
+    path, store, good, bad, _ = tiny
+    partial = Store(tmp_path / "partial")
+    r = store.get(good[1])
+    partial.put(good[1], r.arrays, r.provenance)  # as if a run had been stopped after one task
+    assert campaign.pending(good + [bad], partial) == [good[0], good[2], bad]
+    code = campaign.main(["plan", "--tasks", str(path), "--store", str(partial.root), "--workers", "1"])
+    assert code == 0 and "4 tasks, 1 done, 3 to run" in capsys.readouterr().out
+    seconds, unknown = campaign.estimate([good[0], bad, good[2]], partial)
+    # two shallow two-point tasks at the one measured time; no grid cell has been measured yet
+    assert unknown == 1 and seconds == pytest.approx(2 * r.provenance["wall_seconds"])
+    assert campaign.run(good[1:2], partial, workers=1, progress=False) == {"stored": 0, "failed": 0, "skipped": 1}
+
+
+def test_verify_passes_on_honest_results_and_fails_on_altered_ones(tiny, tmp_path):
+    _, store, good, _, _ = tiny
+    copy = Store(tmp_path / "copy")
+    for t in good:
+        r = store.get(t)
+        copy.put(t, r.arrays, r.provenance)
+    report = campaign.verify(copy, sample=2, seed=1)
+    assert len(report) == 2 and all(r["ok"] for r in report), report
+    target = good[2]  # the grid cell: alter one stored value by 1 %, keeping the file intact
+    arrays = dict(copy.get(target).arrays)
+    arrays["measured"] = arrays["measured"] * 1.01
+    copy.put(target, arrays)
+    report = campaign.verify(copy, sample=3, seed=1)
+    bad = [r for r in report if not r["ok"]]
+    assert len(bad) == 1 and bad[0]["worst"] == "measured" and bad[0]["max_rel"] == pytest.approx(0.01 / 1.01, rel=1e-6)
+
+
+def test_dask_run_continues_a_partial_store_with_byte_identical_results(tiny, tmp_path):
+    path, local, good, bad, _ = tiny
+    remote = Store(tmp_path / "dask")
+    first = local.get(good[0])
+    remote.put(good[0], first.arrays, first.provenance)  # a stopped earlier run: the rerun skips this one
+    with campaign.local_cluster(tmp_path, n_workers=2) as address:  # real processes, no mocks
+        code = campaign.main(["run", "--tasks", str(path), "--store", str(remote.root), "--scheduler", address, "-q"])
+    assert code == 1  # the same task fails there, with its traceback recorded
+    assert "consecutive" in (remote.root / "failed" / f"{bad.experiment}-{bad.key}.txt").read_text()
+    assert remote.get(good[0]).provenance["started"] == first.provenance["started"]  # not recomputed
+    for t in good[1:]:
+        a, b = local.get(t), remote.get(t)
+        assert b.provenance["started"] != a.provenance["started"]  # computed on the cluster
+        assert set(a.arrays) == set(b.arrays)
+        for k in a.arrays:
+            assert a[k].dtype == b[k].dtype and a[k].tobytes() == b[k].tobytes(), (t.label(), k)
+        assert a.provenance["sha256"] == b.provenance["sha256"]
+    assert np.all(remote.get(good[1])["loss"] > 0)
