@@ -140,6 +140,19 @@ _MNIST_COMMON = {
 }
 
 _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
+    # Chapter 0 (background: deep linear networks, the lecture's examples). Not paper experiments: the
+    # quick profile is what a student laptop runs in about a minute; "paper" is the same runs with
+    # more seeds, a wider hidden layer and a smaller step (closer to gradient flow).
+    "background": {
+        "quick": {"seed": 0, "width": 128, "gain_small": 0.05, "gain_large": 2.0, "lr": 0.01, "trials": 2,
+                  "checkpoints": 25, "max_mode_error": 0.02, "depth_hidden_layers": (1, 2, 3),
+                  "depth_gains": (0.2, 0.3), "depth_lr": 0.05, "depth_epochs": 1000, "lam_values": (0.0, 2.0),
+                  "lam_a0": 1e-3, "race_hidden": 20, "race_scale": 0.01, "race_lr": 0.05, "race_epochs": 3000},
+        "paper": {"seed": 0, "width": 512, "gain_small": 0.05, "gain_large": 2.0, "lr": 0.005, "trials": 5,
+                  "checkpoints": 40, "max_mode_error": 0.02, "depth_hidden_layers": (1, 2, 3),
+                  "depth_gains": (0.2, 0.3), "depth_lr": 0.025, "depth_epochs": 4000, "lam_values": (0.0, 2.0),
+                  "lam_a0": 1e-3, "race_hidden": 100, "race_scale": 0.01, "race_lr": 0.02, "race_epochs": 8000},
+    },
     # Chapter 1 is pure numerics: the profiles differ only in how many cases and samples are checked.
     "derivation": {
         "quick": {
