@@ -11,8 +11,13 @@ Equations
     Unlabelled equations get no number unless they carry a tag, which MathJax then shows.
 
 Figures
-    An image inside a figure whose alt text is missing or only a file name (myst-nb names cell
+    An output figure is shown at the width of the text and links to its full-size image. An image
+    inside a figure whose alt text is missing or only a file name (myst-nb names cell
     outputs by a hash) gets the figure's caption as alt text.
+
+Build facts
+    The profile, code revision and date of the build, as MyST substitutions and a banner on
+    every page.
 
 Requires ``math_numfig: false`` (with ``math_numfig`` Sphinx replaces the numbers by section-based
 ones).
@@ -21,6 +26,7 @@ ones).
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from docutils import nodes
 from sphinx.application import Sphinx
@@ -28,6 +34,7 @@ from sphinx.util import logging
 
 LOGGER = logging.getLogger(__name__)
 TAG = re.compile(r"\\tag\*?\{([^{}]+)\}")
+TEXT_WIDTH_PX = 700  # about the text column of sphinx-book-theme
 FILE_NAME = re.compile(r"^(?:.*/)?[0-9a-f]{16,}(?:\.\w+)?$|\.(?:png|jpe?g|svg)$")
 
 
@@ -62,7 +69,57 @@ def _alt_from_captions(app: Sphinx, doctree: nodes.document, docname: str) -> No
                 image["alt"] = text
 
 
+def _full_width_figures(app: Sphinx, doctree: nodes.document) -> None:
+    """Show each output figure at the text width and link it to its full-size file.
+
+    A ``width`` makes Sphinx wrap the image in a link to the original (``html_scaled_image_link``).
+    Figures wider than the text column get ``100%``; narrower ones their own pixel width, so they
+    are not blown up.
+    """
+    from PIL import Image
+
+    for figure in doctree.findall(nodes.figure):
+        for image in figure.findall(nodes.image):
+            if any(key in image for key in ("width", "height", "scale")):
+                continue
+            path = Path(app.env.relfn2path(image["uri"], app.env.docname)[1])
+            try:
+                with Image.open(path) as im:
+                    width = im.size[0]
+            except (OSError, ValueError):
+                continue
+            image["width"] = "100%" if width >= TEXT_WIDTH_PX else f"{width}px"
+
+
+def _build_facts(app: Sphinx, config) -> None:
+    """The profile, revision and date of this build: substitutions for the pages and a banner.
+
+    ``{{ build_profile }}``, ``{{ build_revision }}`` and ``{{ build_date }}`` in any page; the
+    banner at the top of every page says the same, so no reader mistakes a quick-profile figure for
+    the paper's run.
+    """
+    import datetime
+    import subprocess
+
+    from repalign import profiles
+
+    try:
+        revision = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                  cwd=app.srcdir, check=True).stdout.strip() or "unknown"
+    except (OSError, subprocess.CalledProcessError):
+        revision = "unknown"
+    facts = {"build_profile": profiles.current(), "build_revision": revision,
+             "build_date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d")}
+    config.myst_substitutions = {**(config.myst_substitutions or {}), **facts}
+    what = ("the reduced <b>quick</b> profile, not the paper's settings" if facts["build_profile"] == "quick"
+            else f"the <b>{facts['build_profile']}</b> profile")
+    config.html_theme_options = {**(config.html_theme_options or {}), "announcement": (
+        f"This build ran every chapter with {what}: revision {revision}, {facts['build_date']}.")}
+
+
 def setup(app: Sphinx) -> dict:
+    app.connect("config-inited", _build_facts)
     app.connect("doctree-read", _paper_equation_numbers)
+    app.connect("doctree-read", _full_width_figures)
     app.connect("doctree-resolved", _alt_from_captions)
     return {"version": "1.0", "parallel_read_safe": True, "parallel_write_safe": True}

@@ -226,6 +226,11 @@ def load(directory: str | Path | None = None) -> list[Claim]:
     return out
 
 
+def _cell(text: str) -> str:
+    """``text`` as one Markdown table cell: ``|`` escaped (``|r - 0.703|`` would split the row)."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def scorecard_markdown(records: list[Claim], *, compact: bool = False) -> str:
     """A Markdown table of records (what the scorecard page shows).
 
@@ -245,6 +250,7 @@ def scorecard_markdown(records: list[Claim], *, compact: bool = False) -> str:
             "rel": lambda: f"{r.expected:.4g} ± {100 * r.tolerance:.3g} %",
         }[r.relation]()
         verdict = "pass" if r.verdict == "pass" else "**FAIL**"
-        cells = [r.chapter, r.claim.replace("|", "\\|"), r.paper, f"{r.measured:.4g}", tol, verdict, r.profile]
+        cells = [_cell(r.chapter), _cell(r.claim), _cell(r.paper), f"{r.measured:.4g}", tol, verdict,
+                 _cell(r.profile)]
         lines.append("| " + " | ".join(cells[1:-1] if compact else cells) + " |")
     return "\n".join(lines)
