@@ -15,6 +15,9 @@ Figures
     inside a figure whose alt text is missing or only a file name (myst-nb names cell
     outputs by a hash) gets the figure's caption as alt text.
 
+Scripts
+    Repeated script entries (sphinx-thebe adds its configuration twice) are dropped.
+
 Build facts
     The profile, code revision and date of the build, as MyST substitutions and a banner on
     every page.
@@ -115,9 +118,26 @@ def _build_facts(app: Sphinx, config) -> None:
             else f"the <b>{facts['build_profile']}</b> profile")
     config.html_theme_options = {**(config.html_theme_options or {}), "announcement": (
         f"This build ran every chapter with {what}: revision {revision}, {facts['build_date']}.")}
+    # light pages (the figures are drawn on white); the theme logs a console error for an empty mode
+    config.html_context = {"default_mode": "light", **(config.html_context or {})}
+
+
+def _unique_scripts(app: Sphinx, pagename: str, templatename: str, context: dict, doctree) -> None:
+    """Drop repeated ``<script>`` entries: sphinx-thebe registers its configuration script once per
+    read phase, and a second ``const THEBE_JS_URL`` is a SyntaxError on every page."""
+    seen, unique = set(), []
+    for script in context.get("script_files", []):
+        key = (str(getattr(script, "filename", script) or ""),  # None and "" both mean an inline script
+               tuple(sorted((k, str(v)) for k, v in getattr(script, "attributes", {}).items())))
+        if key not in seen:
+            seen.add(key)
+            unique.append(script)
+    if "script_files" in context:
+        context["script_files"][:] = unique
 
 
 def setup(app: Sphinx) -> dict:
+    app.connect("html-page-context", _unique_scripts)
     app.connect("config-inited", _build_facts)
     app.connect("doctree-read", _paper_equation_numbers)
     app.connect("doctree-read", _full_width_figures)
