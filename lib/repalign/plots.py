@@ -171,12 +171,12 @@ def distance_matrix(mean, *, sd=None, labels=None, ax=None, title: str | None = 
     for i in range(n):
         for j in range(n):
             text = format(mean[i, j], fmt) + ("" if sd is None or i == j else f"\n±{format(sd[i, j], '.2g')}")
-            ax.text(j, i, text, ha="center", va="center", fontsize=6.5,
+            ax.text(j, i, text, ha="center", va="center", fontsize="small",
                     color="white" if top > 0 and mean[i, j] > 0.6 * top else "black")
     labels = labels or [str(k) for k in range(n)]
     ax.set(xticks=range(n), yticks=range(n))
-    ax.set_xticklabels(labels, fontsize=7)
-    ax.set_yticklabels(labels, fontsize=7)
+    ax.set_xticklabels(labels)
+    ax.set_yticklabels(labels)
     ax.spines[:].set_visible(False)
     if title:
         ax.set_title(title)
@@ -234,11 +234,11 @@ def embedding_grid(embeddings, colourings, *, row_labels=None, fig=None, size: f
             else:
                 ax.set_aspect("equal", adjustable="datalim")
             if r == 0:
-                ax.set_title(title, fontsize=9)
+                ax.set_title(title)
             if c == 0 and row_labels is not None:
                 if three:
                     ax.text2D(-0.06, 0.5, row_labels[r], transform=ax.transAxes, rotation=90, va="center",
-                              ha="center", fontsize=9)
+                              ha="center")
                 else:
-                    ax.set_ylabel(row_labels[r], fontsize=9)
+                    ax.set_ylabel(row_labels[r])
     return axes
