@@ -55,3 +55,40 @@ def test_build_facts_are_substitutions(tmp_path, monkeypatch):
     monkeypatch.setenv("BOOK_PROFILE", "paper")
     out, _ = _build(tmp_path, {"a": "# A\n\nProfile {{ build_profile }}.\n"})
     assert "Profile paper." in (out / "a.html").read_text()
+
+
+def test_figures_link_to_full_size_and_take_alt_text_from_caption(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    img_dir = tmp_path / "src"
+    img_dir.mkdir()
+    for name, inches in (("wide", 10.0), ("small", 3.0)):
+        fig = plt.figure(figsize=(inches, 2.0), dpi=100)
+        fig.savefig(img_dir / f"{name}.png", dpi=100)
+        plt.close(fig)
+    import shutil
+
+    pages = {"a": "# A\n\n```{figure} wide.png\n:name: fig-wide\n\nA wide figure.\n```\n\n"
+                  "```{figure} small.png\n\nA small one.\n```\n"}
+    # _build makes src itself: move the images aside and back in
+    shutil.move(str(img_dir), str(tmp_path / "imgs"))
+    sphinx = pytest.importorskip("sphinx.application")
+    src = tmp_path / "src"
+    src.mkdir()
+    for f in (tmp_path / "imgs").iterdir():
+        shutil.copy(f, src / f.name)
+    (src / "conf.py").write_text(f"import sys; sys.path.insert(0, {str(EXT)!r})\n"
+                                 "extensions = ['myst_parser', 'paper_numbers']\nmath_numfig = False\n")
+    (src / "index.md").write_text("# Index\n\n```{toctree}\na\n```\n")
+    (src / "a.md").write_text(pages["a"])
+    app = sphinx.Sphinx(str(src), str(src), str(tmp_path / "out"), str(tmp_path / "dt"), "html",
+                        status=None, warning=None, freshenv=True)
+    app.build()
+    html = (tmp_path / "out" / "a.html").read_text()
+    imgs = re.findall(r"<a[^>]*href=\"(_images/\w+\.png)\"[^>]*><img[^>]*>", html)
+    assert sorted(imgs) == ["_images/small.png", "_images/wide.png"], html
+    assert re.search(r'<img alt="A wide figure\."[^>]*width: 100%', html)
+    assert re.search(r'<img alt="A small one\."[^>]*width: 300px', html)

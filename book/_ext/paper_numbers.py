@@ -72,6 +72,21 @@ def _alt_from_captions(app: Sphinx, doctree: nodes.document, docname: str) -> No
                 image["alt"] = text
 
 
+def _pixel_width(app: Sphinx, uri: str) -> int | None:
+    """Width in pixels of the image file ``uri`` (absolute, source-relative or document-relative)."""
+    from PIL import Image
+
+    candidates = [Path(uri), Path(app.srcdir) / uri.lstrip("/"),
+                  Path(app.env.relfn2path(uri, app.env.docname)[1])]
+    for path in candidates:
+        try:
+            with Image.open(path) as im:
+                return int(im.size[0])
+        except (OSError, ValueError):
+            continue
+    return None
+
+
 def _full_width_figures(app: Sphinx, doctree: nodes.document) -> None:
     """Show each output figure at the text width and link it to its full-size file.
 
@@ -79,17 +94,12 @@ def _full_width_figures(app: Sphinx, doctree: nodes.document) -> None:
     Figures wider than the text column get ``100%``; narrower ones their own pixel width, so they
     are not blown up.
     """
-    from PIL import Image
-
     for figure in doctree.findall(nodes.figure):
         for image in figure.findall(nodes.image):
             if any(key in image for key in ("width", "height", "scale")):
                 continue
-            path = Path(app.env.relfn2path(image["uri"], app.env.docname)[1])
-            try:
-                with Image.open(path) as im:
-                    width = im.size[0]
-            except (OSError, ValueError):
+            width = _pixel_width(app, image["uri"])
+            if width is None:
                 continue
             image["width"] = "100%" if width >= TEXT_WIDTH_PX else f"{width}px"
 
