@@ -152,3 +152,14 @@ def test_corrupt_chapter_file_is_named_and_skipped(store):
         claims.check("bad", "new", 0.0, tolerance=1.0, quiet=True)
     assert (store / "bad.json.corrupt").exists()
     assert sorted(r.claim for r in claims.load()) == ["kept", "new"]
+
+
+def test_scorecard_cells_with_pipes_stay_one_row(store):
+    """`|` in any text column (claim or paper) must not split the Markdown row into extra cells."""
+    from markdown_it import MarkdownIt
+
+    claims.check("ch", "|r - 0.703|", 0.01, tolerance=0.1, paper="Fig. 9, ||dy*||^2/8", quiet=True)
+    html = MarkdownIt("commonmark").enable("table").render(claims.scorecard_markdown(claims.load(store)))
+    row = html.split("<tbody>")[1].split("</tr>")[0]
+    assert row.count("<td>") == 7
+    assert "<td>|r - 0.703|</td>" in row and "<td>Fig. 9, ||dy*||^2/8</td>" in row
