@@ -181,7 +181,7 @@ def test_recording_is_read_only():
     ({"pair": (0, 2)}, "`pair` must be an integer in \\[0, 1\\]"),
     ({"pair": (0, 1, 1)}, "`pair` must be two point indices"),
     ({"pair": 1}, "`pair` must be two point indices"),
-    ({"layer": 7}, "`hidden` must be None, 'all' or an integer in \\[1, 6\\]"),
+    ({"layer": 7}, "`layer` must be None, 'all' or an integer in \\[1, 6\\]"),
     ({"trials": 0}, "`trials` must be an integer >= 1"),
     ({"seeds": [1, -2]}, "`seeds` must be an integer >= 0"),
     ({"dtype": "float16"}, "`dtype` must be 'float32' or 'float64'"),
