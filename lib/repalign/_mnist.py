@@ -1,6 +1,7 @@
 """The real MNIST files (LeCun, Cortes & Burges), read from a local cache or fetched once, checksum-verified.
 
-:func:`mnist` returns one split as an :class:`MNIST` record of read-only uint8 arrays. The four original
+:func:`mnist` returns one split as a :class:`~repalign.dataset.Dataset` (normalised inputs, one-hot
+targets and the read-only uint8 images and labels). The four original
 IDX files are kept uncompressed, under their original names, in one directory (the *cache*):
 
 * the ``cache_dir`` argument, else
@@ -38,9 +39,12 @@ from typing import IO, Callable, Mapping, Sequence
 import numpy as np
 from numpy.typing import DTypeLike
 
+from .dataset import Dataset, read_only
+
 __all__ = [
-    "MNIST",
     "mnist",
+    "inputs",
+    "one_hot",
     "read_idx",
     "resolve_cache_dir",
     "MNISTUnavailableError",
@@ -114,77 +118,55 @@ _SOURCE_ERRORS = (OSError, subprocess.SubprocessError, tarfile.TarError, EOFErro
                   http.client.HTTPException)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class MNIST:
-    """One split of MNIST.
+def inputs(images: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """Normalised, flattened inputs, as the authors fed them to their networks (the ``x`` of :func:`mnist`).
 
-    Attributes
+    Parameters
     ----------
     images : numpy.ndarray, shape (n, 28, 28), dtype uint8
-        Pixel values 0-255; read-only.
-    labels : numpy.ndarray, shape (n,), dtype uint8
-        Digits 0-9; read-only.
-    split : str
-        ``"train"`` (n = 60000) or ``"test"`` (n = 10000).
-    source : str
-        Path of the image file the images were read from.
+        Pixel values 0-255 (``mnist(...).images``).
+    dtype : numpy dtype, optional
+        Floating dtype of the result (and of the arithmetic); default float32, as torchvision's
+        ``ToTensor()`` followed by ``Normalize((0.1307,), (0.3081,))``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 784)
+        ``(images / 255 - 0.1307) / 0.3081``, row-major flattened; a new writable array.
+
+    Raises
+    ------
+    ValueError
+        If `dtype` is not a floating dtype.
     """
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise ValueError(f"`dtype` must be a floating dtype (e.g. float32, float64), got {dt}")
+    x = images.reshape(images.shape[0], -1).astype(dt)
+    x /= dt.type(255)
+    x -= dt.type(MEAN)
+    x /= dt.type(STD)
+    return x
 
-    images: np.ndarray
-    labels: np.ndarray
-    split: str
-    source: str
 
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
+def one_hot(labels: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """One-hot targets (the ``y`` of :func:`mnist`).
 
-    def __repr__(self) -> str:
-        return f"MNIST(split={self.split!r}, n={len(self)}, source={self.source!r})"
+    Parameters
+    ----------
+    labels : numpy.ndarray, shape (n,)
+        Digits 0-9 (``mnist(...).labels``).
+    dtype : numpy dtype, optional
+        Dtype of the result; default float32.
 
-    def inputs(self, dtype: DTypeLike = np.float32) -> np.ndarray:
-        """Normalised, flattened inputs, as the authors fed them to their networks.
-
-        Parameters
-        ----------
-        dtype : numpy dtype, optional
-            Floating dtype of the result (and of the arithmetic); default float32, as torchvision's
-            ``ToTensor()`` followed by ``Normalize((0.1307,), (0.3081,))``.
-
-        Returns
-        -------
-        numpy.ndarray, shape (n, 784)
-            ``(images / 255 - 0.1307) / 0.3081``, row-major flattened; a new writable array.
-
-        Raises
-        ------
-        ValueError
-            If `dtype` is not a floating dtype.
-        """
-        dt = np.dtype(dtype)
-        if dt.kind != "f":
-            raise ValueError(f"`dtype` must be a floating dtype (e.g. float32, float64), got {dt}")
-        x = self.images.reshape(len(self), -1).astype(dt)
-        x /= dt.type(255)
-        x -= dt.type(MEAN)
-        x /= dt.type(STD)
-        return x
-
-    def one_hot(self, dtype: DTypeLike = np.float32) -> np.ndarray:
-        """One-hot targets.
-
-        Parameters
-        ----------
-        dtype : numpy dtype, optional
-            Dtype of the result; default float32.
-
-        Returns
-        -------
-        numpy.ndarray, shape (n, 10)
-            Row ``i`` is 1 at column ``labels[i]`` and 0 elsewhere; a new writable array.
-        """
-        out = np.zeros((len(self), 10), dtype=dtype)
-        out[np.arange(len(self)), self.labels] = 1
-        return out
+    Returns
+    -------
+    numpy.ndarray, shape (n, 10)
+        Row ``i`` is 1 at column ``labels[i]`` and 0 elsewhere; a new writable array.
+    """
+    out = np.zeros((labels.shape[0], 10), dtype=dtype)
+    out[np.arange(labels.shape[0]), labels] = 1
+    return out
 
 
 def read_idx(path: str | os.PathLike, *, expected_magic: int | None = None) -> np.ndarray:
@@ -281,7 +263,7 @@ def mnist(
     cache_dir: str | os.PathLike | None = None,
     fetch: bool = True,
     progress: bool = True,
-) -> MNIST:
+) -> Dataset:
     """Load one split of the real MNIST data set, fetching the files once if they are not cached.
 
     Parameters
@@ -298,8 +280,10 @@ def mnist(
 
     Returns
     -------
-    MNIST
-        Read-only images (n, 28, 28) uint8 and labels (n,) uint8; ``source`` is the image file's path.
+    Dataset
+        ``x`` (n, 784) float32, the normalised inputs (:func:`inputs`), and ``y`` (n, 10) float32, the
+        one-hot targets (:func:`one_hot`); as extras the read-only ``images`` (n, 28, 28) uint8 and
+        ``labels`` (n,) uint8, the ``split`` and ``source``, the image file's path. All arrays read-only.
 
     Raises
     ------
@@ -329,7 +313,10 @@ def mnist(
         raise ValueError(f"{directory / names[1]}: {labels.shape[0]} labels for {images.shape[0]} images")
     if labels.size and int(labels.max()) > 9:
         raise ValueError(f"{directory / names[1]}: labels must be digits 0-9, found {int(labels.max())}")
-    return MNIST(images=images, labels=labels, split=split, source=str(directory / names[0]))
+    x, y = inputs(images), one_hot(labels)
+    read_only(x, y)
+    return Dataset(x, y, "mnist", {"images": images, "labels": labels, "split": split,
+                                   "source": str(directory / names[0])})
 
 
 # --------------------------------------------------------------------------------------------- cache
