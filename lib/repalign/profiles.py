@@ -35,13 +35,13 @@ class Architecture:
     """One row of the paper's Table 1 (two-point experiments)."""
 
     name: str
-    activation: str  # "leaky_relu" (slope 0.01), "linear", "relu", "elu", "tanh", "silu"
+    activation: str  # a key of activations.ACTIVATIONS: "leaky_relu", "linear", "relu", "elu", "tanh", "silu"
     gain: float  # Xavier-normal gain of every weight matrix
     lr: float  # learning rate eta of plain SGD
     epochs: int
     width: int  # units per hidden layer
     hidden_layers: int
-    variant: str = "mlp"  # "mlp", "skip", "conv" or "dropout"
+    variant: str = "mlp"  # a key of models.VARIANTS: "mlp", "skip", "conv" or "dropout"
 
 
 #: Table 1 of the paper, exactly (plain SGD, full batch, 6000 epochs).
