@@ -5,7 +5,7 @@ multiply-adds. BLAS, built for big products, reads such skinny products several 
 memory allows. This kernel streams every weight row once in the forward pass and once in the backward
 pass, where it takes the row's share of the input gradient ``g W^T`` and applies the SGD update
 ``W <- W - lr a^T g`` in the same sweep (both from the not-yet-updated row, so it is the exact SGD step).
-That is the memory floor of the issue: read the weights twice, write them once. Trials run in parallel,
+That is the memory floor: read the weights twice, write them once. Trials run in parallel,
 one per thread (``numba.prange``), each on its own weights, so no synchronisation is needed.
 
 :func:`run` is called by :func:`repalign.fastpath.run_sgd_full_batch`; use that. The kernel is compiled

@@ -21,7 +21,8 @@ Variants (``Architecture.variant``), registered in :data:`VARIANTS` (adding one 
     Conv1d 20 -> 20 and a Conv1d 20 -> 1, all kernel 11, stride 1, no padding, with bias; then
     Linear(width - 10 (hidden_layers + 1) -> output_dim). For Table 1 (width 500, 10 layers) that is
     11 convolutions and a Linear(390 -> 1). An activation follows the first linear layer and every
-    convolution (the facts do not say; this is our reading). Hidden layer 1 is the first linear layer's
+    convolution (what we know of the released code does not say; this is our reading, see
+    book/reproduction_notes.md). Hidden layer 1 is the first linear layer's
     output and hidden layer ``k + 1`` the ``k``-th convolution's output, flattened channel-major, so
     :attr:`ConvNet.n_hidden` is ``hidden_layers + 2``; :attr:`ConvNet.layer_names` names them.
 
