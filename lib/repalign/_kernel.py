@@ -24,7 +24,7 @@ from .activations import ACTIVATIONS, LEAKY_SLOPE
 __all__ = ["ACTIVATION_CODES", "run"]
 
 #: Activation name -> the integer the kernel switches on (from :data:`repalign.activations.ACTIVATIONS`).
-ACTIVATION_CODES = {name: a.code for name, a in ACTIVATIONS.items()}
+ACTIVATION_CODES = {name: a.code for name, a in ACTIVATIONS.items() if a.code is not None}
 # The branches below, keyed by those codes (numba reads these globals as compile-time constants).
 _LINEAR, _RELU, _LEAKY, _ELU, _TANH = (ACTIVATION_CODES[k] for k in ("linear", "relu", "leaky_relu", "elu", "tanh"))
 _LEAKY_COMPLEMENT = 1.0 - LEAKY_SLOPE

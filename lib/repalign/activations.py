@@ -3,8 +3,9 @@
 Each :class:`Activation` carries everything a training path needs: the torch function (the models and
 the fused fast path), its derivative written out (the fused fast path; ``tests/test_fastpath.py``
 compares it with autograd) and the integer the compiled kernel of :mod:`repalign._kernel` switches on.
-Adding an activation means adding one entry to :data:`ACTIVATIONS` (and, for the CPU kernel, one branch
-in ``_kernel._act``/``_kernel._dact`` keyed by its code).
+Adding an activation means adding one entry to :data:`ACTIVATIONS`. With ``code=None`` the fast path
+trains it with the fused torch operations; to run it on the compiled CPU kernel too, give it the next
+free code and add one branch for that code to ``_kernel._act`` and ``_kernel._dact``.
 """
 
 from __future__ import annotations
@@ -36,14 +37,15 @@ class Activation:
     derivative : callable
         ``derivative(z, a)`` at pre-activation ``z`` with ``a = function(z)``; returns ``None`` for a
         derivative of 1 (the caller skips the multiplication).
-    code : int
-        The integer the compiled CPU kernel switches on.
+    code : int or None
+        The integer the compiled CPU kernel switches on; ``None`` if the kernel has no branch for it
+        (then :func:`repalign.fastpath.select_engine` picks the fused back end).
     """
 
     name: str
     function: Callable[[torch.Tensor], torch.Tensor]
     derivative: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None]
-    code: int
+    code: int | None = None
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.function(z)

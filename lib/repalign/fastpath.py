@@ -65,7 +65,7 @@ def default_backend(device: torch.device) -> str:
 
 
 def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, full_batch: bool,
-                  device: torch.device) -> str:
+                  device: torch.device, activation: str | None = None) -> str:
     """The training path that runs: ``"kernel"``, ``"fused"`` or ``"reference"``.
 
     Parameters
@@ -79,6 +79,9 @@ def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, f
     full_batch : bool
         Full-batch training (else minibatches).
     device : torch.device
+    activation : str, optional
+        The network's activation; one without a kernel code (:class:`repalign.activations.Activation`)
+        runs on the fused back end.
 
     Returns
     -------
@@ -91,7 +94,7 @@ def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, f
     ------
     ValueError
         Unknown ``engine``; ``"fast"``, ``"kernel"`` or ``"fused"`` asked for a configuration the fast
-        paths do not cover; ``"kernel"`` with minibatches or off the CPU.
+        paths do not cover; ``"kernel"`` with minibatches, off the CPU or for an activation it lacks.
     """
     if engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
@@ -106,7 +109,11 @@ def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, f
                          "use engine='fused' or 'auto' for minibatches")
     if not fast_ok or engine == "reference":
         return "reference"
-    backend = "fused" if not full_batch else engine if engine in BACKENDS else default_backend(device)
+    in_kernel = getattr(ACTIVATIONS.get(activation), "code", 0) is not None  # unknown names: build() says
+    if engine == "kernel" and not in_kernel:
+        raise ValueError(f"`engine='kernel'` has no branch for activation={activation!r}; use engine='fused'")
+    backend = ("fused" if not full_batch or not in_kernel else engine if engine in BACKENDS
+               else default_backend(device))
     if backend == "kernel" and torch.device(device).type != "cpu":
         raise ValueError(f"`engine='kernel'` runs on the CPU only, got device={str(device)!r}; use engine='fused'")
     return backend

@@ -212,7 +212,7 @@ def train(
                epochs=epochs, optimizer=optimizer, batch_size=batch_size, pair=pair, dtype=dtype, device=device,
                batched=batched, stop_loss=stop_loss, init=init)
     engine = fastpath.select_engine(engine, variant=s.arch.variant, optimizer=s.optimizer, batched=s.batched,
-                                    full_batch=s.full_batch, device=s.device)
+                                    full_batch=s.full_batch, device=s.device, activation=s.arch.activation)
     recorder = Recorder(len(s.seeds), s.epochs + 1, len(s.layers) if s.spec == "all" else 0, s.Y.shape[1], s.Y,
                         s.pair, s.dtype, s.device)
     run = _train_batched if s.batched else _train_looped
