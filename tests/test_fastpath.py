@@ -3,6 +3,7 @@ operations) against the autograd reference (float64, tight tolerance), the activ
 autograd, and the fallback for configurations the fast path does not cover."""
 
 from dataclasses import replace
+from types import MappingProxyType
 
 import numpy as np
 import pytest
@@ -187,3 +188,22 @@ def test_kernel_activations_equal_torch(activation):
     got_d = np.array([_kernel._dact(code, v, w) for v, w in zip(zs, av)])
     np.testing.assert_allclose(got_a, av, rtol=1e-14, atol=1e-15)
     np.testing.assert_allclose(got_d, expected.numpy(), rtol=1e-14, atol=1e-15)
+
+
+def test_an_activation_without_kernel_code_trains_on_the_fused_path(monkeypatch):
+    from repalign import activations
+
+    softplus = activations.Activation("softplus", torch.nn.functional.softplus,
+                                      lambda z, a: torch.sigmoid(z), code=None)
+    monkeypatch.setattr(activations, "ACTIVATIONS", MappingProxyType({**activations.ACTIVATIONS,
+                                                                      "softplus": softplus}))
+    for module in ("models", "networks", "fastpath"):
+        monkeypatch.setattr(f"repalign.{module}.ACTIVATIONS", activations.ACTIVATIONS)
+    arch = replace(profiles.TABLE1["default"], activation="softplus", width=8, hidden_layers=3)
+    kw = dict(seeds=(0, 1), epochs=20, dtype="float64", progress=False)
+    fast = train(arch, XOR_X, XOR_Y, **kw)
+    ref = train(arch, XOR_X, XOR_Y, engine="reference", **kw)
+    assert fast.settings["engine"] == "fused"
+    np.testing.assert_allclose(fast.z, ref.z, rtol=1e-10, atol=1e-14)
+    with pytest.raises(ValueError, match="no branch for activation='softplus'"):
+        train(arch, XOR_X, XOR_Y, engine="kernel", **kw)

@@ -13,7 +13,8 @@ import numpy as np
 import pytest
 
 from repalign import _mnist
-from repalign._mnist import MNIST, MNISTChecksumError, MNISTUnavailableError, mnist, read_idx, resolve_cache_dir
+from repalign.dataset import Dataset
+from repalign._mnist import MNISTChecksumError, MNISTUnavailableError, mnist, read_idx, resolve_cache_dir
 
 DEFAULT_SOURCES = _mnist.SOURCES  # before any test patches it
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
@@ -81,7 +82,7 @@ def fake_source(blobs, calls=None, name="fake"):
 def test_good_files_load(files, arrays, tmp_path):
     cache = populate(tmp_path / "cache", files)
     d = mnist("train", cache_dir=cache, fetch=False, progress=False)
-    assert isinstance(d, MNIST) and d.split == "train" and len(d) == 3
+    assert isinstance(d, Dataset) and d.split == "train" and len(d) == 3
     assert d.images.shape == (3, 28, 28) and d.images.dtype == np.uint8
     assert d.labels.shape == (3,) and d.labels.dtype in (np.uint8, np.int64)
     np.testing.assert_array_equal(d.images, arrays["train-images-idx3-ubyte"])
@@ -99,21 +100,24 @@ def test_good_files_load(files, arrays, tmp_path):
 
 def test_inputs_are_normalised_like_the_authors(files, arrays, tmp_path):
     d = mnist("train", cache_dir=populate(tmp_path / "c", files), fetch=False)
-    x = d.inputs()
+    x = _mnist.inputs(d.images)
     assert x.shape == (3, 784) and x.dtype == np.float32 and x.flags.writeable
     expected = ((arrays["train-images-idx3-ubyte"] / 255 - 0.1307) / 0.3081).reshape(3, 784)
     np.testing.assert_allclose(x, expected, rtol=1e-6, atol=1e-6)
     assert x[0, 0] == pytest.approx(-0.1307 / 0.3081, rel=1e-6)
     assert x[0, 1] == pytest.approx((1 - 0.1307) / 0.3081, rel=1e-6)
-    x64 = d.inputs(np.float64)
+    x64 = _mnist.inputs(d.images, np.float64)
     assert x64.dtype == np.float64
     np.testing.assert_allclose(x64, expected, rtol=1e-12)
     with pytest.raises(ValueError, match="`dtype`"):
-        d.inputs(np.int32)
-    y = d.one_hot()
+        _mnist.inputs(d.images, np.int32)
+    y = _mnist.one_hot(d.labels)
     assert y.shape == (3, 10) and y.dtype == np.float32
     np.testing.assert_array_equal(y.argmax(axis=1), [5, 0, 4])
     np.testing.assert_array_equal(y.sum(axis=1), 1)
+    np.testing.assert_array_equal(d.x, x)  # the dataset's x and y are these, read-only
+    np.testing.assert_array_equal(d.y, y)
+    assert not d.x.flags.writeable and not d.y.flags.writeable
 
 
 @pytest.mark.parametrize("split", ["validation", "Train", "", None, 0])

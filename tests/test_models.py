@@ -241,3 +241,22 @@ def test_bad_seed_and_arch():
         models.build(DEFAULT, seed=-1)
     with pytest.raises(ValueError, match="`arch` must be a profiles.Architecture"):
         models.build("default", seed=0)
+
+
+def test_every_variant_builds_a_network_of_the_protocol():
+    for name, variant in models.VARIANTS.items():
+        arch = replace(profiles.TABLE1["default"], variant=name, width=40, hidden_layers=2)
+        net = models.build(arch, seed=0)
+        assert isinstance(net, models.Network) and len(net.layer_names) == net.n_hidden == models.n_hidden(arch)
+        assert 1 <= models.default_hidden_layer(arch) <= net.n_hidden
+        if variant.batchable:
+            assert isinstance(models.build_batched(arch, seeds=(0, 1)), models.BatchedNetwork)
+
+
+def test_one_activation_registry_feeds_models_fastpath_and_kernel():
+    from repalign import _kernel, activations, fastpath
+
+    assert models.ACTIVATIONS is activations.ACTIVATIONS
+    for name, act in activations.ACTIVATIONS.items():
+        assert fastpath.DERIVATIVES[name] is act.derivative and _kernel.ACTIVATION_CODES[name] == act.code
+    assert len({a.code for a in activations.ACTIVATIONS.values()}) == len(activations.ACTIVATIONS)

@@ -181,7 +181,7 @@ def test_recording_is_read_only():
     ({"pair": (0, 2)}, "`pair` must be an integer in \\[0, 1\\]"),
     ({"pair": (0, 1, 1)}, "`pair` must be two point indices"),
     ({"pair": 1}, "`pair` must be two point indices"),
-    ({"layer": 7}, "`hidden` must be None, 'all' or an integer in \\[1, 6\\]"),
+    ({"layer": 7}, "`layer` must be None, 'all' or an integer in \\[1, 6\\]"),
     ({"trials": 0}, "`trials` must be an integer >= 1"),
     ({"seeds": [1, -2]}, "`seeds` must be an integer >= 0"),
     ({"dtype": "float16"}, "`dtype` must be 'float32' or 'float64'"),
@@ -256,3 +256,45 @@ def test_stop_loss_per_trial_when_trials_train_one_at_a_time():
 def test_bad_stop_loss(bad):
     with pytest.raises(ValueError, match="`stop_loss` must be a positive number"):
         train(profiles.TABLE1["shallow"], D.x, D.y, epochs=1, stop_loss=bad, progress=False)
+
+
+INIT_CASES = [  # (variant, engine, batch_size, batched)
+    ("mlp", "kernel", None, True), ("mlp", "fused", None, True), ("mlp", "reference", None, True),
+    ("skip", "kernel", None, True), ("mlp", "fused", 2, True), ("mlp", "reference", 2, True),
+    ("mlp", "reference", None, False), ("conv", "reference", None, True), ("dropout", "reference", 2, True),
+]
+
+
+@pytest.mark.parametrize("variant, engine, batch_size, batched", INIT_CASES)
+def test_given_initial_weights_reproduce_the_seeded_run(variant, engine, batch_size, batched):
+    arch = replace(TINY, variant=variant, hidden_layers=2 if variant == "conv" else 4,
+                   width=40 if variant == "conv" else TINY.width, lr=0.01 if variant == "conv" else TINY.lr)
+    seeds = (5, 6)
+    kw = dict(seeds=seeds, epochs=30, batch_size=batch_size, batched=batched, engine=engine, progress=False)
+    seeded = train(arch, XOR_X, XOR_Y, **kw)
+    nets = [models.build(arch, input_dim=2, seed=s) for s in seeds]
+    for init in (nets, [n.state_dict() for n in nets]):
+        given = train(arch, XOR_X, XOR_Y, init=init, **kw)
+        assert given.settings["engine"] == seeded.settings["engine"] == engine
+        assert given.settings["init"] == "given" and seeded.settings["init"] == "seeds"
+        for name in ("dh_sq", "dy_sq", "w", "loss", "mean_output"):
+            np.testing.assert_array_equal(getattr(given, name), getattr(seeded, name), err_msg=name)
+
+
+def test_init_continues_a_run_from_its_kept_models():
+    whole = train(TINY, D.x, D.y, seeds=(1, 2), epochs=40, dtype="float64", keep_models=True, progress=False)
+    half = train(TINY, D.x, D.y, seeds=(1, 2), epochs=20, dtype="float64", keep_models=True, progress=False)
+    rest = train(TINY, D.x, D.y, seeds=(1, 2), epochs=20, dtype="float64", init=half.models, progress=False)
+    np.testing.assert_allclose(rest.dy_sq, whole.dy_sq[:, 20:], rtol=1e-12, atol=1e-15)
+    assert rest.trials == 2 and train(TINY, D.x, D.y, epochs=1, init=half.models, progress=False).trials == 2
+
+
+@pytest.mark.parametrize("init, match", [
+    (models.build(TINY, seed=0), "`init` must be a sequence"),
+    ([models.build(TINY, seed=0)], r"`init` must hold one network or state dict per trial \(2\), got 1"),
+    ([models.build(TINY, seed=0), 3], r"`init\[1\]` must be a torch.nn.Module or a state dict"),
+    ([models.build(TINY, seed=0), models.build(replace(TINY, width=8), seed=0)], r"`init\[1\]` does not fit"),
+])
+def test_bad_init_is_named(init, match):
+    with pytest.raises(ValueError, match=match):
+        train(TINY, D.x, D.y, seeds=(0, 1), epochs=1, init=init, progress=False)

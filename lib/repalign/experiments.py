@@ -425,7 +425,7 @@ class BlobRun:
                 "pc1": float(np.median(self.pc1)), "seconds": self.seconds}
 
 
-def run_blobs(name: str, arch: Architecture, dataset: data.Blobs, *, seeds, batch_size: int = 64,
+def run_blobs(name: str, arch: Architecture, dataset: data.Dataset, *, seeds, batch_size: int = 64,
               layer: int = 3, progress: bool = False, **train_kwargs) -> BlobRun:
     """Train ``arch`` on the blob task in minibatches and measure the final representation's geometry.
 

@@ -1,18 +1,21 @@
-"""The fast training path: hand-written backpropagation with fused in-place SGD updates.
+"""The fast training paths: hand-written backpropagation with fused in-place SGD updates, and the engine choice.
 
-:func:`repalign.train.train` uses this path for the common case of the book -- plain SGD, full batch,
-``"mlp"`` or ``"skip"`` networks trained as one :class:`~repalign.models.BatchedMLP` -- and the
-autograd loop of :mod:`repalign.train` (``engine="reference"``) everywhere else. All compute the same
-thing; ``tests/test_fastpath.py`` checks that they agree in float64 to rounding error.
+:func:`repalign.train.train` uses these paths for the common case of the book -- plain SGD on
+``"mlp"`` or ``"skip"`` networks (the batchable variants of :data:`repalign.models.VARIANTS`) trained as
+one :class:`~repalign.models.BatchedMLP`, with full batches (:func:`run_sgd_full_batch`) or minibatches
+(:func:`run_sgd_minibatch`) -- and the autograd loop of :mod:`repalign.reference`
+(``engine="reference"``) everywhere else; :func:`select_engine` makes that choice, in one place. All
+compute the same thing; ``tests/test_fastpath.py`` checks that they agree in float64 to rounding error.
+Eq. (1) and the minibatch order come from :mod:`repalign.reference`, the side they are tested against.
 
 Two back ends (:data:`BACKENDS`):
 
-``"kernel"`` (CPU)
+``"kernel"`` (CPU, full batches)
     The compiled numba kernel of :mod:`repalign._kernel`: each weight row is read once in the
     forward pass and read and written once in the backward pass, where the row's share of the input
     gradient and its SGD update are taken in the same sweep. Trials run in parallel, one per core.
     This reaches the memory floor (``benchmarks/train.py`` measures it).
-``"fused"`` (any device, CUDA included)
+``"fused"`` (any device, CUDA included; full batches and minibatches)
     Torch operations: each layer's update ``W <- W - lr a^T g`` is a single in-place ``baddbmm_``
     (no gradient tensor), made right after the layer's input gradient ``g W^T`` has been taken from
     the not-yet-updated weights: three passes over the weights per epoch instead of autograd's five.
@@ -21,8 +24,8 @@ Two back ends (:data:`BACKENDS`):
 Why it matters. With two data points every layer is a (2 x 500) @ (500 x 500) product: the work is
 reading the weights, not arithmetic.
 
-The derivatives of the activations are written out here (:data:`DERIVATIVES`) and in the kernel; tests
-compare both with autograd.
+The derivatives of the activations are written out in :mod:`repalign.activations` (:data:`DERIVATIVES`
+here) and in the kernel; tests compare both with autograd.
 """
 
 from __future__ import annotations
@@ -32,63 +35,88 @@ from typing import Callable
 import numpy as np
 import torch
 
-from .models import ACTIVATIONS, BatchedMLP
+from .activations import ACTIVATIONS
+from .models import VARIANTS, BatchedMLP
+from .reference import loss as _loss
+from .reference import minibatches as _minibatches
 
-__all__ = ["DERIVATIVES", "BACKENDS", "supports", "default_backend", "run_sgd_full_batch", "run_sgd_minibatch"]
+__all__ = ["DERIVATIVES", "BACKENDS", "ENGINES", "supports", "default_backend", "select_engine",
+           "run_sgd_full_batch", "run_sgd_minibatch"]
 
 #: The fast path's back ends: the compiled CPU kernel and the fused torch operations.
 BACKENDS = ("kernel", "fused")
-
-_LEAKY_SLOPE = 0.01  # torch's default negative slope, used by models.ACTIVATIONS["leaky_relu"]
-
-
-def _d_linear(z, a):
-    return None  # derivative 1: the caller skips the multiplication
-
-
-def _d_relu(z, a):
-    return (z > 0).to(z.dtype)
-
-
-def _d_leaky_relu(z, a):
-    return torch.where(z > 0, z.new_ones(()), z.new_full((), _LEAKY_SLOPE))  # slope in z's dtype
-
-
-def _d_elu(z, a):
-    return torch.where(z > 0, torch.ones_like(z), torch.exp(z))  # alpha = 1, as F.elu
-
-
-def _d_tanh(z, a):
-    return 1.0 - a * a
-
-
-def _d_silu(z, a):
-    s = torch.sigmoid(z)
-    return s * (1.0 + z * (1.0 - s))
-
+#: The values of ``train(engine=...)``.
+ENGINES = ("auto", "fast", "kernel", "fused", "reference")
 
 #: ``activation -> f(z, a)``: derivative of the activation at pre-activation ``z`` (``a = act(z)``);
-#: ``None`` means 1 (linear).
-DERIVATIVES: dict[str, Callable] = {
-    "linear": _d_linear,
-    "relu": _d_relu,
-    "leaky_relu": _d_leaky_relu,
-    "elu": _d_elu,
-    "tanh": _d_tanh,
-    "silu": _d_silu,
-}
-assert set(DERIVATIVES) == set(ACTIVATIONS)
+#: ``None`` means 1 (linear). A view of :data:`repalign.activations.ACTIVATIONS`.
+DERIVATIVES: dict[str, Callable] = {name: a.derivative for name, a in ACTIVATIONS.items()}
 
 
 def supports(*, variant: str, optimizer: str, batched: bool) -> bool:
     """Whether the fast path covers a configuration (else the reference loop runs): full batches train
     with :func:`run_sgd_full_batch`, minibatches with :func:`run_sgd_minibatch`."""
-    return variant in ("mlp", "skip") and optimizer == "sgd" and batched
+    return variant in VARIANTS and VARIANTS[variant].batchable and optimizer == "sgd" and batched
 
 
 def default_backend(device: torch.device) -> str:
     """``"kernel"`` on the CPU, ``"fused"`` elsewhere (the kernel cannot reach GPU memory)."""
     return "kernel" if torch.device(device).type == "cpu" else "fused"
+
+
+def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, full_batch: bool,
+                  device: torch.device, activation: str | None = None) -> str:
+    """The training path that runs: ``"kernel"``, ``"fused"`` or ``"reference"``.
+
+    Parameters
+    ----------
+    engine : {"auto", "fast", "kernel", "fused", "reference"}
+        What :func:`repalign.train.train` was asked for (see its docstring).
+    variant, optimizer : str
+        ``Architecture.variant`` and the optimiser name.
+    batched : bool
+        Whether the trials train as one :class:`~repalign.models.BatchedMLP`.
+    full_batch : bool
+        Full-batch training (else minibatches).
+    device : torch.device
+    activation : str, optional
+        The network's activation; one without a kernel code (:class:`repalign.activations.Activation`)
+        runs on the fused back end.
+
+    Returns
+    -------
+    str
+        ``"reference"`` (the autograd loop) where the fast paths do not apply or were not wanted,
+        else the back end: ``"fused"`` for minibatches, the requested back end, or
+        :func:`default_backend` of the device.
+
+    Raises
+    ------
+    ValueError
+        Unknown ``engine``; ``"fast"``, ``"kernel"`` or ``"fused"`` asked for a configuration the fast
+        paths do not cover; ``"kernel"`` with minibatches, off the CPU or for an activation it lacks.
+    """
+    if engine not in ENGINES:
+        raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
+    fast_ok = supports(variant=variant, optimizer=optimizer, batched=batched)
+    if engine in ("fast", "kernel", "fused") and not fast_ok:
+        names = "/".join(repr(k) for k, v in VARIANTS.items() if v.batchable)
+        raise ValueError(f"`engine={engine!r}` covers only batched {names} networks with optimizer='sgd'; "
+                         f"got variant={variant!r}, optimizer={optimizer!r}, batched={batched!r}. "
+                         "Use engine='auto'.")
+    if engine == "kernel" and not full_batch:
+        raise ValueError("`engine='kernel'` trains full batches only, got minibatches (`batch_size` < n_points); "
+                         "use engine='fused' or 'auto' for minibatches")
+    if not fast_ok or engine == "reference":
+        return "reference"
+    in_kernel = getattr(ACTIVATIONS.get(activation), "code", 0) is not None  # unknown names: build() says
+    if engine == "kernel" and not in_kernel:
+        raise ValueError(f"`engine='kernel'` has no branch for activation={activation!r}; use engine='fused'")
+    backend = ("fused" if not full_batch or not in_kernel else engine if engine in BACKENDS
+               else default_backend(device))
+    if backend == "kernel" and torch.device(device).type != "cpu":
+        raise ValueError(f"`engine='kernel'` runs on the CPU only, got device={str(device)!r}; use engine='fused'")
+    return backend
 
 
 @torch.no_grad()
@@ -163,7 +191,7 @@ class _Fused:
 
     def __init__(self, model: BatchedMLP):
         self.act = ACTIVATIONS[model.activation]
-        self.deriv = DERIVATIVES[model.activation]
+        self.deriv = ACTIVATIONS[model.activation].derivative
         self.skip = model.skip
         self.Ws = [w.data for w in model.weights]  # (T, fan_in, fan_out), updated in place
         self.bs = [b.data for b in model.biases]  # (T, 1, fan_out)
@@ -208,19 +236,6 @@ class _Fused:
             Ws[i].baddbmm_(inp.mT, g, alpha=-lr)
             bs[i].sub_(g.sum(1, keepdim=True), alpha=lr)
         return fwd
-
-
-def _loss(out, y):
-    """Eq. (1) per trial: ``1/2 mean_n ||out_n - y_n||^2``; out (T, N, O), y (T, N, O) or (N, O) -> (T,)."""
-    return 0.5 * (out - y).square().sum(-1).mean(-1)
-
-
-def _minibatches(rngs, n, batch_size, device):
-    """One epoch's minibatch indices, (T, b) each: a fresh permutation per trial from its own generator
-    (shared by the autograd loop and :func:`run_sgd_minibatch`, so both train on the same minibatches)."""
-    perms = np.stack([r.permutation(n) for r in rngs])  # (T, n)
-    for start in range(0, n, batch_size):
-        yield torch.as_tensor(perms[:, start:start + batch_size], device=device)
 
 
 def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):

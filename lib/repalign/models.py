@@ -1,11 +1,12 @@
-"""The networks of the two-point experiments (paper App. B.1, Table 1) and their hidden-layer read-out.
+"""The networks of the two-point experiments (paper App. B.1, Table 1): the variant registry, the model
+interface and the hidden-layer read-out. The network classes live in :mod:`repalign.networks`.
 
 Every model takes ``x`` of shape (batch, input_dim) and has ``forward(x, *, hidden=None)`` returning
 ``(output, h)``: ``output`` of shape (batch, output_dim) and ``h`` the post-activation output of hidden
 layer ``hidden`` (1-based, shape (batch, features)), a list of all of them for ``hidden="all"``, or
 ``None``. :class:`BatchedMLP` does the same for many independent trials at once, with a leading trial axis.
 
-Variants (``Architecture.variant``):
+Variants (``Architecture.variant``), registered in :data:`VARIANTS` (adding one is one entry there):
 
 ``"mlp"``
     ``hidden_layers`` fully connected layers of ``width`` units, then a linear read-out.
@@ -20,7 +21,8 @@ Variants (``Architecture.variant``):
     Conv1d 20 -> 20 and a Conv1d 20 -> 1, all kernel 11, stride 1, no padding, with bias; then
     Linear(width - 10 (hidden_layers + 1) -> output_dim). For Table 1 (width 500, 10 layers) that is
     11 convolutions and a Linear(390 -> 1). An activation follows the first linear layer and every
-    convolution (the facts do not say; this is our reading). Hidden layer 1 is the first linear layer's
+    convolution (what we know of the released code does not say; this is our reading, see
+    book/reproduction_notes.md). Hidden layer 1 is the first linear layer's
     output and hidden layer ``k + 1`` the ``k``-th convolution's output, flattened channel-major, so
     :attr:`ConvNet.n_hidden` is ``hidden_layers + 2``; :attr:`ConvNet.layer_names` names them.
 
@@ -31,19 +33,24 @@ model's initial weights depend only on the seed, not on the dtype or the device.
 
 from __future__ import annotations
 
-import math
-import operator
 from collections.abc import Sequence
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Callable, Mapping, Protocol, runtime_checkable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
+from .activations import ACTIVATIONS
+from .networks import CONV_CHANNELS, CONV_KERNEL, DROPOUT_P, MLP, BatchedMLP, ConvNet, xavier_normal_
 from .profiles import Architecture
 
 __all__ = [
     "ACTIVATIONS",
     "VARIANTS",
+    "Variant",
+    "Network",
+    "BatchedNetwork",
     "CONVENTIONS",
     "MLP",
     "ConvNet",
@@ -53,327 +60,116 @@ __all__ = [
     "n_hidden",
     "default_hidden_layer",
     "xavier_normal_",
+    "DROPOUT_P",
+    "CONV_CHANNELS",
+    "CONV_KERNEL",
 ]
 
-ACTIVATIONS = {
-    "linear": lambda a: a,
-    "relu": F.relu,
-    "leaky_relu": F.leaky_relu,  # negative slope 0.01, the torch default the released code used
-    "elu": F.elu,
-    "tanh": torch.tanh,
-    "silu": F.silu,  # the paper's "swish"
-}
-VARIANTS = ("mlp", "skip", "conv", "dropout")
 CONVENTIONS = ("paper", "code")
-DROPOUT_P = 0.1
-CONV_CHANNELS = 20
-CONV_KERNEL = 11
 
 
-def _int_at_least(name: str, value, low: int) -> int:
-    try:
-        out = operator.index(value)
-    except TypeError:
-        raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}") from None
-    if out < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}, got {value!r}")
-    return out
+@runtime_checkable
+class Network(Protocol):
+    """What training and the experiments need from a network (:class:`MLP` and :class:`ConvNet` have it).
 
-
-def _check_gain(gain) -> float:
-    gain = float(gain)
-    if not math.isfinite(gain) or gain <= 0:
-        raise ValueError(f"`gain` (the Xavier-normal gain) must be finite and > 0, got {gain!r}")
-    return gain
-
-
-def _check_activation(name) -> str:
-    if name not in ACTIVATIONS:
-        raise ValueError(f"`activation` must be one of {', '.join(ACTIVATIONS)}; got {name!r}")
-    return name
-
-
-def _hidden_spec(hidden, n: int):
-    """Validate ``hidden`` (None, 'all' or 1..n) against a model with ``n`` hidden layers."""
-    if hidden is None or (isinstance(hidden, str) and hidden == "all"):
-        return hidden
-    try:
-        k = operator.index(hidden)
-    except TypeError:
-        raise ValueError(f"`hidden` must be None, 'all' or an integer in [1, {n}], got {hidden!r}") from None
-    if not 1 <= k <= n:
-        raise ValueError(f"`hidden` must be None, 'all' or an integer in [1, {n}] (this model has {n} "
-                         f"hidden layers), got {hidden!r}")
-    return k
-
-
-def _pick(hs: list, hidden):
-    if hidden is None:
-        return None
-    return hs if hidden == "all" else hs[hidden - 1]
-
-
-def xavier_normal_(weight: torch.Tensor, *, gain: float, generator: torch.Generator) -> torch.Tensor:
-    """Fill ``weight`` in place with N(0, std^2), ``std = gain * sqrt(2 / (fan_in + fan_out))``.
-
-    Fans as in :func:`torch.nn.init.xavier_normal_`: ``weight`` has shape (out, in, *kernel) and the
-    kernel size multiplies both fans. The draw is made in float64 on the CPU, then cast.
-    """
-    receptive = math.prod(weight.shape[2:])
-    fan_in, fan_out = weight.shape[1] * receptive, weight.shape[0] * receptive
-    std = gain * math.sqrt(2.0 / (fan_in + fan_out))
-    draw = torch.randn(tuple(weight.shape), generator=generator, dtype=torch.float64) * std
-    with torch.no_grad():
-        weight.copy_(draw)
-    return weight
-
-
-def _skip_init(cls, *args, **kwargs):
-    """A layer without torch's default initialisation (``_init`` overwrites every parameter)."""
-    return torch.nn.utils.skip_init(cls, *args, **kwargs)
-
-
-def _init(layers, *, gain: float, seed) -> None:
-    seed = _int_at_least("seed", seed, 0)
-    g = torch.Generator().manual_seed(seed)
-    for layer in layers:
-        xavier_normal_(layer.weight, gain=gain, generator=g)
-        nn.init.zeros_(layer.bias)
-
-
-class MLP(nn.Module):
-    """A fully connected network: ``hidden_layers`` layers of ``width`` units and a linear read-out.
-
-    Parameters
-    ----------
-    input_dim, output_dim : int
-        Input and output dimensions (>= 1).
-    width : int
-        Units per hidden layer (>= 1).
-    hidden_layers : int
-        Number of hidden layers (>= 1).
-    activation : str
-        One of :data:`ACTIVATIONS`.
-    gain : float
-        Xavier-normal gain of every weight matrix (> 0).
-    skip : bool
-        Add the skip connections of the ``"skip"`` variant.
-    dropout : float
-        Dropout probability before every linear layer, raw input included (0 for none).
-    seed : int
-        Seed of the initial weights (>= 0).
-    dtype : torch.dtype
-
-    Raises
-    ------
-    ValueError
-        Non-positive width, depth or dimension, ``gain <= 0``, unknown activation, dropout outside [0, 1).
-
-    Examples
-    --------
-    >>> net = MLP(width=8, hidden_layers=3, seed=0)
-    >>> out, h = net(torch.zeros(5, 1), hidden=2)
-    >>> tuple(out.shape), tuple(h.shape)
-    ((5, 1), (5, 8))
+    ``forward(x, hidden=k)`` returns ``(output, h)``: output (batch, output_dim) and the post-activation
+    output of hidden layer ``k`` (1-based, (batch, features)), a list of every hidden layer for
+    ``hidden="all"``, or ``None`` for ``hidden=None``. Torch's ``nn.Module`` supplies the rest
+    (``parameters``, ``state_dict``, ``load_state_dict``, ``train``, ``eval``).
     """
 
-    def __init__(self, *, input_dim: int = 1, output_dim: int = 1, width: int, hidden_layers: int,
-                 activation: str = "leaky_relu", gain: float = 1.0, skip: bool = False, dropout: float = 0.0,
-                 seed: int, dtype: torch.dtype = torch.float32):
-        super().__init__()
-        input_dim = _int_at_least("input_dim", input_dim, 1)
-        output_dim = _int_at_least("output_dim", output_dim, 1)
-        width = _int_at_least("width", width, 1)
-        hidden_layers = _int_at_least("hidden_layers", hidden_layers, 1)
-        self.activation = _check_activation(activation)
-        gain = _check_gain(gain)
-        if not 0.0 <= float(dropout) < 1.0:
-            raise ValueError(f"`dropout` must lie in [0, 1), got {dropout!r}")
-        self.skip, self.dropout = bool(skip), float(dropout)
-        dims = [input_dim] + [width] * hidden_layers + [output_dim]
-        self.linears = nn.ModuleList(_skip_init(nn.Linear, a, b, dtype=dtype) for a, b in zip(dims[:-1], dims[1:]))
-        self._act = ACTIVATIONS[activation]
-        self._drop = nn.Dropout(self.dropout) if self.dropout > 0 else None
-        _init(self.linears, gain=gain, seed=seed)
+    activation: str
 
     @property
     def n_hidden(self) -> int:
         """Number of hidden layers that ``forward(hidden=...)`` can read."""
-        return len(self.linears) - 1
 
     @property
     def layer_names(self) -> tuple[str, ...]:
-        return tuple(f"hidden{k}" for k in range(1, self.n_hidden + 1))
+        """A name for each readable hidden layer, in order."""
 
-    def forward(self, x: torch.Tensor, *, hidden=None):
-        """``(output, h)``: output (batch, output_dim); ``h`` as described in the module docstring."""
-        hidden = _hidden_spec(hidden, self.n_hidden)
-        hs: list[torch.Tensor] = []
-        a = x
-        for i, lin in enumerate(self.linears[:-1]):
-            if self._drop is not None:
-                a = self._drop(a)
-            a = self._act(lin(a))
-            if self.skip and i >= 2:
-                a = a + hs[i - 2]
-            hs.append(a)
-        if self._drop is not None:
-            a = self._drop(a)
-        return self.linears[-1](a), _pick(hs, hidden)
+    def forward(self, x: torch.Tensor, *, hidden=None) -> tuple[torch.Tensor, torch.Tensor | list | None]:
+        """``(output, h)`` as described above."""
+
+    def state_dict(self, *args, **kwargs) -> Mapping[str, torch.Tensor]:
+        """The parameters by name (``nn.Module.state_dict``)."""
 
 
-class ConvNet(nn.Module):
-    """The convolutional variant of Table 1 (see the module docstring for the exact layers).
-
-    Parameters
-    ----------
-    input_dim, output_dim : int
-    width : int
-        Length of the first linear layer's output, the convolutions' input signal. Must exceed
-        ``(conv_hidden_layers + 1) * (kernel_size - 1)`` so that a signal survives the convolutions.
-    conv_hidden_layers : int
-        Table 1's "hidden layers" (10): there are ``conv_hidden_layers + 1`` convolutions.
-    activation, gain, seed, dtype
-        As for :class:`MLP`.
-    channels, kernel_size : int
-        20 and 11 in the paper.
-
-    Raises
-    ------
-    ValueError
-        As :class:`MLP`, and if ``width`` is too small for the convolutions.
-    """
-
-    def __init__(self, *, input_dim: int = 1, output_dim: int = 1, width: int, conv_hidden_layers: int,
-                 activation: str = "leaky_relu", gain: float = 1.0, seed: int, channels: int = CONV_CHANNELS,
-                 kernel_size: int = CONV_KERNEL, dtype: torch.dtype = torch.float32):
-        super().__init__()
-        input_dim = _int_at_least("input_dim", input_dim, 1)
-        output_dim = _int_at_least("output_dim", output_dim, 1)
-        width = _int_at_least("width", width, 1)
-        n_conv = _int_at_least("hidden_layers", conv_hidden_layers, 1) + 1
-        channels = _int_at_least("channels", channels, 1)
-        kernel_size = _int_at_least("kernel_size", kernel_size, 1)
-        self.activation = _check_activation(activation)
-        gain = _check_gain(gain)
-        out_len = width - n_conv * (kernel_size - 1)
-        if out_len < 1:
-            raise ValueError(f"`width` must be > (hidden_layers + 1) * (kernel_size - 1) = "
-                             f"{n_conv * (kernel_size - 1)} for the conv variant, got {width}")
-        chans = [1] + [channels] * (n_conv - 1) + [1]
-        self.lift = _skip_init(nn.Linear, input_dim, width, dtype=dtype)
-        self.convs = nn.ModuleList(_skip_init(nn.Conv1d, a, b, kernel_size, dtype=dtype)
-                                   for a, b in zip(chans[:-1], chans[1:]))
-        self.readout = _skip_init(nn.Linear, out_len, output_dim, dtype=dtype)
-        self._act = ACTIVATIONS[activation]
-        _init([self.lift, *self.convs, self.readout], gain=gain, seed=seed)
-
-    @property
-    def n_hidden(self) -> int:
-        return len(self.convs) + 1
-
-    @property
-    def layer_names(self) -> tuple[str, ...]:
-        return ("linear",) + tuple(f"conv{k}" for k in range(1, len(self.convs) + 1))
-
-    def forward(self, x: torch.Tensor, *, hidden=None):
-        hidden = _hidden_spec(hidden, self.n_hidden)
-        a = self._act(self.lift(x)).unsqueeze(1)  # (batch, 1 channel, width)
-        hs = [a.flatten(1)]
-        for conv in self.convs:
-            a = self._act(conv(a))
-            hs.append(a.flatten(1))
-        return self.readout(hs[-1]), _pick(hs, hidden)
-
-
-class BatchedMLP(nn.Module):
-    """``T`` independent :class:`MLP` s (no dropout) evaluated as one batched computation.
-
-    Weight ``l`` is a parameter of shape (T, fan_in, fan_out) (the transposes of the trials' weights,
-    stacked) and bias ``l`` of shape (T, 1, fan_out); each layer is one ``torch.baddbmm``. The loss of a
-    batched run is the sum of the trials' losses, so every trial gets exactly its own gradient, and any
-    element-wise optimiser (SGD, Adam) updates the trials independently.
-
-    Parameters
-    ----------
-    models : sequence of MLP
-        Trials of identical shape, activation and skip setting, without dropout. Their current weights
-        are copied.
-
-    Examples
-    --------
-    >>> nets = [MLP(width=4, hidden_layers=2, seed=s, dtype=torch.float64) for s in (0, 1)]
-    >>> out, h = BatchedMLP(nets)(torch.zeros(2, 3, 1, dtype=torch.float64), hidden="all")
-    >>> tuple(out.shape), len(h), tuple(h[0].shape)
-    ((2, 3, 1), 2, (2, 3, 4))
-    """
-
-    def __init__(self, models: Sequence[MLP]):
-        super().__init__()
-        models = list(models)
-        if not models:
-            raise ValueError("`models` must contain at least one MLP")
-        first = models[0]
-        shapes = [tuple(p.shape) for p in first.parameters()]
-        for m in models:
-            if not isinstance(m, MLP) or m.dropout > 0:
-                raise ValueError("`models` must be MLPs without dropout (use a loop over trials for dropout)")
-            if ([tuple(p.shape) for p in m.parameters()] != shapes or m.activation != first.activation
-                    or m.skip != first.skip):
-                raise ValueError("`models` must share shapes, activation and skip setting")
-        self.activation, self.skip = first.activation, first.skip
-        self._act = ACTIVATIONS[self.activation]
-        with torch.no_grad():
-            self.weights = nn.ParameterList(
-                nn.Parameter(torch.stack([m.linears[i].weight.mT for m in models]).contiguous())
-                for i in range(len(first.linears)))
-            self.biases = nn.ParameterList(
-                nn.Parameter(torch.stack([m.linears[i].bias for m in models]).unsqueeze(1).contiguous())
-                for i in range(len(first.linears)))
+@runtime_checkable
+class BatchedNetwork(Network, Protocol):
+    """A :class:`Network` of ``trials`` independent networks with a leading trial axis (:class:`BatchedMLP`)."""
 
     @property
     def trials(self) -> int:
-        return self.weights[0].shape[0]
+        """Number of trials evaluated together."""
 
-    @property
-    def n_hidden(self) -> int:
-        return len(self.weights) - 1
+    def trial(self, k: int) -> Network:
+        """Trial ``k`` as a stand-alone network (a copy)."""
 
-    @property
-    def layer_names(self) -> tuple[str, ...]:
-        return tuple(f"hidden{k}" for k in range(1, self.n_hidden + 1))
 
-    def forward(self, x: torch.Tensor, *, hidden=None):
-        """``x`` of shape (T, batch, input_dim), or (batch, input_dim) shared by all trials.
+def _halfway(n: int, convention: str) -> int:
+    return n // 2 + 1
 
-        Returns ``(output, h)`` with a leading trial axis: output (T, batch, output_dim), ``h``
-        (T, batch, width), a list of those, or ``None``.
-        """
-        hidden = _hidden_spec(hidden, self.n_hidden)
-        if x.dim() == 2:
-            x = x.expand(self.trials, *x.shape)
-        hs: list[torch.Tensor] = []
-        a = x
-        for i in range(self.n_hidden):
-            a = self._act(torch.baddbmm(self.biases[i], a, self.weights[i]))
-            if self.skip and i >= 2:
-                a = a + hs[i - 2]
-            hs.append(a)
-        return torch.baddbmm(self.biases[-1], a, self.weights[-1]), _pick(hs, hidden)
 
-    def trial(self, k: int) -> MLP:
-        """Trial ``k`` as a stand-alone :class:`MLP` carrying the current weights (a copy)."""
-        k = operator.index(k)
-        if not -self.trials <= k < self.trials:
-            raise ValueError(f"`k` must be in [0, {self.trials}), got {k}")
-        w0 = self.weights[0]
-        net = MLP(input_dim=w0.shape[1], output_dim=self.weights[-1].shape[2], width=w0.shape[2],
-                  hidden_layers=self.n_hidden, activation=self.activation, skip=self.skip, seed=0, dtype=w0.dtype)
-        with torch.no_grad():
-            for lin, w, b in zip(net.linears, self.weights, self.biases):
-                lin.weight.copy_(w[k].mT)
-                lin.bias.copy_(b[k, 0])
-        return net.to(w0.device)
+def _dropout_layer(n: int, convention: str) -> int:
+    return min(3, n) if convention == "code" else n // 2 + 1
+
+
+def _conv_layer(n: int, convention: str) -> int:
+    return 1 + max(n // 2, 1)
+
+
+def _build_mlp(arch: Architecture, common: dict, *, skip: bool = False, dropout: float = 0.0) -> nn.Module:
+    return MLP(hidden_layers=arch.hidden_layers, skip=skip, dropout=dropout, **common)
+
+
+def _build_conv(arch: Architecture, common: dict) -> nn.Module:
+    return ConvNet(conv_hidden_layers=arch.hidden_layers, **common)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One network variant of :data:`VARIANTS`.
+
+    Attributes
+    ----------
+    name : str
+        The value of ``Architecture.variant``.
+    make : callable
+        ``make(arch, common)`` builds the network; ``common`` holds ``input_dim``, ``output_dim``,
+        ``width``, ``activation``, ``gain``, ``seed`` and ``dtype``.
+    batchable : bool
+        Trials can train together as one :class:`BatchedMLP` (and on :mod:`repalign.fastpath`).
+    extra_hidden : int
+        Readable hidden layers beyond ``arch.hidden_layers`` (the conv net's first linear layer and
+        its last convolution).
+    default_layer : callable
+        ``default_layer(hidden_layers, convention) -> int``: the layer read out by default (see
+        :func:`default_hidden_layer`).
+    """
+
+    name: str
+    make: Callable[[Architecture, dict], nn.Module]
+    batchable: bool = False
+    extra_hidden: int = 0
+    default_layer: Callable[[int, str], int] = _halfway
+
+
+def _skip_variant(arch, common):
+    return _build_mlp(arch, common, skip=True)
+
+
+def _dropout_variant(arch, common):
+    return _build_mlp(arch, common, dropout=DROPOUT_P)
+
+
+#: ``Architecture.variant -> Variant``; the one registry of network variants.
+VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in (
+    Variant("mlp", _build_mlp, batchable=True),
+    Variant("skip", _skip_variant, batchable=True),
+    Variant("conv", _build_conv, extra_hidden=2, default_layer=_conv_layer),
+    Variant("dropout", _dropout_variant, default_layer=_dropout_layer),
+)})
 
 
 def _check_arch(arch) -> Architecture:
@@ -421,12 +217,7 @@ def build(arch: Architecture, *, input_dim: int = 1, output_dim: int = 1, seed: 
     arch = _check_arch(arch)
     common = dict(input_dim=input_dim, output_dim=output_dim, width=arch.width, activation=arch.activation,
                   gain=arch.gain, seed=seed, dtype=dtype)
-    if arch.variant == "conv":
-        net = ConvNet(conv_hidden_layers=arch.hidden_layers, **common)
-    else:
-        net = MLP(hidden_layers=arch.hidden_layers, skip=arch.variant == "skip",
-                  dropout=DROPOUT_P if arch.variant == "dropout" else 0.0, **common)
-    return net.to(device)
+    return VARIANTS[arch.variant].make(arch, common).to(device)
 
 
 def build_batched(arch: Architecture, *, seeds: Sequence[int], input_dim: int = 1, output_dim: int = 1,
@@ -441,8 +232,9 @@ def build_batched(arch: Architecture, *, seeds: Sequence[int], input_dim: int = 
         For the ``"conv"`` and ``"dropout"`` variants, an empty ``seeds``, or as :func:`build`.
     """
     arch = _check_arch(arch)
-    if arch.variant not in ("mlp", "skip"):
-        raise ValueError(f"`arch.variant` must be 'mlp' or 'skip' for a batched model, got {arch.variant!r}")
+    if not VARIANTS[arch.variant].batchable:
+        names = " or ".join(repr(k) for k, v in VARIANTS.items() if v.batchable)
+        raise ValueError(f"`arch.variant` must be {names} for a batched model, got {arch.variant!r}")
     seeds = list(seeds)
     if not seeds:
         raise ValueError("`seeds` must contain at least one seed")
@@ -453,7 +245,7 @@ def build_batched(arch: Architecture, *, seeds: Sequence[int], input_dim: int = 
 def n_hidden(arch: Architecture) -> int:
     """Number of readable hidden layers of ``build(arch)``: ``hidden_layers``, or ``hidden_layers + 2`` for conv."""
     arch = _check_arch(arch)
-    return arch.hidden_layers + 2 if arch.variant == "conv" else arch.hidden_layers
+    return arch.hidden_layers + VARIANTS[arch.variant].extra_hidden
 
 
 def default_hidden_layer(arch: Architecture, *, convention: str = "paper") -> int:
@@ -496,9 +288,4 @@ def default_hidden_layer(arch: Architecture, *, convention: str = "paper") -> in
     arch = _check_arch(arch)
     if convention not in CONVENTIONS:
         raise ValueError(f"`convention` must be one of {', '.join(CONVENTIONS)}; got {convention!r}")
-    n = arch.hidden_layers
-    if arch.variant == "conv":
-        return 1 + max(n // 2, 1)
-    if arch.variant == "dropout" and convention == "code":
-        return min(3, n)
-    return n // 2 + 1
+    return VARIANTS[arch.variant].default_layer(arch.hidden_layers, convention)

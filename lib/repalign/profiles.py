@@ -35,13 +35,13 @@ class Architecture:
     """One row of the paper's Table 1 (two-point experiments)."""
 
     name: str
-    activation: str  # "leaky_relu" (slope 0.01), "linear", "relu", "elu", "tanh", "silu"
+    activation: str  # a key of activations.ACTIVATIONS: "leaky_relu", "linear", "relu", "elu", "tanh", "silu"
     gain: float  # Xavier-normal gain of every weight matrix
     lr: float  # learning rate eta of plain SGD
     epochs: int
     width: int  # units per hidden layer
     hidden_layers: int
-    variant: str = "mlp"  # "mlp", "skip", "conv" or "dropout"
+    variant: str = "mlp"  # a key of models.VARIANTS: "mlp", "skip", "conv" or "dropout"
 
 
 #: Table 1 of the paper, exactly (plain SGD, full batch, 6000 epochs).
@@ -251,7 +251,7 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "paper": {**_MNIST_COMMON, "n_train": 60000, "lr": 0.002, "epochs": 500, "trials": 50, "n_ref": 10000,
                   "adam_epochs": 100, "adam_trials": 50},
     },
-    # Chapter 3 (Fig. 3, Fig. 5, App. A.6). Fig. 5 follows the released code (authors-code-facts.md):
+    # Chapter 3 (Fig. 3, Fig. 5, App. A.6). Fig. 5 follows the released code (book/reproduction_notes.md, "Fig. 5 grid"):
     # rates fitted on `rate_trials` runs at the base distances and averaged over the runs whose final
     # loss is below `rate_max_loss`; then a 5 x 5 grid of squared input and target distances trained
     # at `grid_lr_factor` x the row's learning rate for up to `grid_epochs` epochs, stopped once the

@@ -23,165 +23,42 @@ Plain ``"mlp"`` and ``"skip"`` rows train all trials together as one :class:`~re
 (``torch.baddbmm`` over a leading trial axis; the summed loss gives each trial its own gradient); trial
 ``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. With plain SGD those
 trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine="auto"``: full batches on
-a compiled kernel on the CPU and fused torch operations on a GPU, minibatches on fused torch operations);
-``engine="reference"`` selects the autograd loop, against which the fast path is tested. In full-batch
+a compiled kernel on the CPU and fused torch operations on a GPU, minibatches on fused torch operations;
+:func:`repalign.fastpath.select_engine` decides); ``engine="reference"`` selects the autograd loop of
+:mod:`repalign.reference`, against which the fast path is tested. In full-batch
 training without dropout the recorded quantities come from the training forward pass itself. ``"conv"`` and
 ``"dropout"`` rows train the trials one after another; dropout records need a separate eval-mode pass.
-"""
 
+Training starts from ``models.build(arch, seed=seeds[k])`` or, with ``init=``, from given weights (a
+network or a state dict per trial), e.g. to continue a run or to start from another implementation's
+initial weights. :class:`Recording` lives in :mod:`repalign.recording` and stays importable from here.
+"""
 from __future__ import annotations
 
 import operator
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
 from types import MappingProxyType
-from typing import Any, Mapping
 
 import numpy as np
 import torch
+from torch import nn
 from tqdm.auto import tqdm
 
 from . import _validate as v
-from . import fastpath
-from .fastpath import _loss, _minibatches  # eq. (1) and the minibatch order, shared with the fast path
-from .models import _check_arch, _hidden_spec, build, build_batched, default_hidden_layer, n_hidden
+from . import fastpath, reference
+from .fastpath import ENGINES
+from .models import VARIANTS, BatchedMLP, _check_arch, build, build_batched, default_hidden_layer, n_hidden
+from .networks import _hidden_spec
 from .profiles import Architecture
+from .recording import Recorder, Recording
+from .reference import OPTIMIZERS
 
 __all__ = ["Recording", "train", "OPTIMIZERS", "ENGINES"]
 
-OPTIMIZERS = ("sgd", "adam")
-ENGINES = ("auto", "fast", "kernel", "fused", "reference")
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
            torch.float64: torch.float64}
 
-
-@dataclass(frozen=True, eq=False)
-class Recording:
-    """Per-epoch measurements of one or more trials (arrays read-only, float64).
-
-    Attributes
-    ----------
-    epochs : numpy.ndarray, shape (n_records,)
-        ``0, 1, ..., epochs``: record ``e`` is the network after ``e`` epochs of updates.
-    dh_sq : numpy.ndarray, shape (trials, n_records) or (trials, n_records, n_layers)
-        ``||dh||^2`` at ``layer``; the last axis runs over the layers when ``layer`` is a tuple.
-    dy_sq, w, loss : numpy.ndarray, shape (trials, n_records)
-        ``||dy||^2``, ``w`` and the full-dataset loss of eq. (1) (with minibatches: the epoch's mean
-        minibatch loss, see the module docstring).
-    mean_output : numpy.ndarray, shape (trials, n_records, output_dim)
-        Mean prediction over the tracked pair.
-    layer : int or tuple of int
-        The hidden layer(s) recorded (1-based; a tuple for ``layer="all"``).
-    seeds : tuple of int
-        Seed of each trial (initial weights, minibatch order, dropout masks).
-    settings : Mapping
-        The architecture's fields, every training option actually used, and the tracked pair's
-        ``dx_sq = ||x_j - x_i||^2`` and ``dy_target_sq = ||y_j - y_i||^2`` (what a fit needs).
-    models : tuple of torch.nn.Module or None
-        The trained networks, one per trial, if ``keep_models=True``.
-    """
-
-    epochs: np.ndarray
-    dh_sq: np.ndarray
-    dy_sq: np.ndarray
-    w: np.ndarray
-    loss: np.ndarray
-    mean_output: np.ndarray
-    layer: int | tuple[int, ...]
-    seeds: tuple[int, ...]
-    settings: Mapping[str, Any]
-    models: tuple | None = field(default=None, repr=False)
-
-    def __repr__(self) -> str:
-        s = self.settings
-        return (f"Recording({s['name']!r}, trials={self.trials}, epochs={self.n_records - 1}, layer={self.layer}, "
-                f"optimizer={s['optimizer']!r}, lr={s['lr']}, dtype={s['dtype']!r}, seeds={self.seeds}, "
-                f"final loss median={np.median(self.loss[:, -1]):.3g})")
-
-    @property
-    def trials(self) -> int:
-        return self.dy_sq.shape[0]
-
-    @property
-    def n_records(self) -> int:
-        return self.epochs.shape[0]
-
-    @property
-    def z(self) -> np.ndarray:
-        """``(dh_sq, dy_sq, w)`` stacked on a last axis: (trials, n_records, 3), or
-        (trials, n_records, n_layers, 3) when several layers were recorded -- the state of eq. (7)."""
-        dy, w = self.dy_sq, self.w
-        if self.dh_sq.ndim == 3:
-            dy = np.broadcast_to(dy[..., None], self.dh_sq.shape)
-            w = np.broadcast_to(w[..., None], self.dh_sq.shape)
-        return np.stack([self.dh_sq, dy, w], axis=-1)
-
-
-class _Recorder:
-    """Preallocated on-device buffers; ``record`` writes one epoch for all trials without a host sync."""
-
-    def __init__(self, trials, n_records, n_layers, output_dim, y, pair, dtype, device):
-        self.i, self.j = pair
-        self.y = y
-        self.dtarget = y[self.j] - y[self.i]  # (output_dim,)
-        shape = (trials, n_records)
-        kw = dict(dtype=dtype, device=device)
-        self.dh = torch.empty(shape + ((n_layers,) if n_layers else ()), **kw)
-        self.dy, self.w, self.loss = (torch.empty(shape, **kw) for _ in range(3))
-        self.mean = torch.empty(shape + (output_dim,), **kw)
-
-    @torch.no_grad()
-    def record(self, rows, e, out, hs, loss, *, pair_only=False):
-        """Write epoch ``e`` of trials ``rows`` (a slice): ``out`` (T, N, O), ``hs`` (T, N, F) or a list of
-        them, ``loss`` (T,), all with a leading trial axis of the slice's length. ``pair_only``: ``out``
-        and ``hs`` hold only the tracked pair's two rows, ``i`` then ``j``."""
-        i, j = (0, 1) if pair_only else (self.i, self.j)
-        dout = out[:, j] - out[:, i]
-        dy = dout.square().sum(-1)
-        self.dy[rows, e] = dy
-        self.w[rows, e] = dy - (dout * self.dtarget).sum(-1)
-        self.mean[rows, e] = 0.5 * (out[:, i] + out[:, j])
-        self.loss[rows, e] = loss
-        if isinstance(hs, list):
-            self.dh[rows, e] = torch.stack([(h[:, j] - h[:, i]).square().sum(-1) for h in hs], -1)
-        else:
-            self.dh[rows, e] = (hs[:, j] - hs[:, i]).square().sum(-1)
-
-    @torch.no_grad()
-    def record_block(self, rows, outs, dh, *, start=0):
-        """Write records ``start .. start+k-1`` of trials ``rows`` at once: ``outs`` (T, k, N, O) and ``dh``
-        (T, k) or (T, k, n_layers), as computed by the compiled kernel."""
-        i, j = self.i, self.j
-        k = slice(start, start + outs.shape[1])
-        dout = outs[:, :, j] - outs[:, :, i]
-        dy = dout.square().sum(-1)
-        self.dy[rows, k] = dy
-        self.w[rows, k] = dy - (dout * self.dtarget).sum(-1)
-        self.mean[rows, k] = 0.5 * (outs[:, :, i] + outs[:, :, j])
-        self.loss[rows, k] = _loss(outs, self.y)
-        self.dh[rows, k] = dh
-
-    def hold(self, rows, last):
-        """Training of ``rows`` stopped after ``last`` epochs: the later records repeat record ``last``."""
-        for t in (self.dh, self.dy, self.w, self.loss, self.mean):
-            t[rows, last + 1:] = t[rows, last:last + 1]
-
-    def truncate(self, n_records):
-        for name in ("dh", "dy", "w", "loss", "mean"):
-            setattr(self, name, getattr(self, name)[:, :n_records])
-
-    def arrays(self):
-        out = []
-        for t in (self.dh, self.dy, self.w, self.loss, self.mean):
-            a = t.detach().to("cpu", torch.float64).numpy().copy()
-            a.flags.writeable = False
-            out.append(a)
-        return out
-
-
-def _optimizer(name, params, lr):
-    if name == "sgd":
-        return torch.optim.SGD(params, lr=lr, momentum=0.0)
-    return torch.optim.Adam(params, lr=lr)
 
 
 def _check_int(name, value, low, high=None):
@@ -221,7 +98,7 @@ def train(
     *,
     layer: int | str | None = None,
     convention: str = "paper",
-    trials: int = 1,
+    trials: int | None = None,
     seed: int = 0,
     seeds=None,
     lr: float | None = None,
@@ -236,6 +113,7 @@ def train(
     keep_models: bool = False,
     progress: bool = True,
     stop_loss: float | None = None,
+    init=None,
 ) -> Recording:
     """Train ``trials`` independent networks of ``arch`` on ``(x, y)`` and record every epoch.
 
@@ -252,8 +130,9 @@ def train(
         :func:`~repalign.models.default_hidden_layer` with ``convention``.
     convention : {"paper", "code"}, keyword-only
         Read-out convention when ``layer`` is None (differs only for the dropout row).
-    trials : int, keyword-only
-        Number of independent trials (>= 1); ignored when ``seeds`` is given.
+    trials : int, optional, keyword-only
+        Number of independent trials (>= 1); default ``len(init)`` with ``init``, else 1. Ignored when
+        ``seeds`` is given.
     seed : int, keyword-only
         Trial ``k`` uses seed ``seed + k`` unless ``seeds`` is given.
     seeds : sequence of int, optional, keyword-only
@@ -292,6 +171,11 @@ def train(
         earlier than others (conv and dropout trials train one at a time) keeps its last record for the
         remaining epochs. ``Recording.epochs`` ends at the last epoch any trial trained, and
         ``settings["epochs_trained"]`` gives each trial's count. ``None`` (default) trains all epochs.
+    init : sequence of torch.nn.Module or of state dicts, optional, keyword-only
+        Initial weights, one entry per trial (``len(init)`` must equal the number of trials): a network
+        of the architecture's shape (e.g. :func:`repalign.models.build`, or ``Recording.models`` of an
+        earlier run) or its ``state_dict()``. The weights are copied (cast to ``dtype``); the seeds still
+        set the minibatch order and dropout masks. ``None`` (default) initialises from the seeds.
 
     Returns
     -------
@@ -302,8 +186,8 @@ def train(
     ------
     ValueError
         Non-positive ``lr``, ``epochs < 1``, unknown ``optimizer`` or ``engine``, ``batch_size`` outside
-        ``[1, n_points]``, bad ``pair``, ``layer``, ``seeds``, ``dtype`` or ``device``, or ``x``/``y``
-        of the wrong shape.
+        ``[1, n_points]``, bad ``pair``, ``layer``, ``seeds``, ``dtype`` or ``device``, ``x``/``y``
+        of the wrong shape, or an ``init`` of the wrong length or with weights of the wrong shape.
 
     References
     ----------
@@ -319,22 +203,90 @@ def train(
     >>> rec = train(arch, d.x, d.y, trials=3, epochs=10, progress=False)
     >>> rec.z.shape, rec.layer
     ((3, 11, 3), 3)
+    >>> again = train(arch, d.x, d.y, seeds=rec.seeds, epochs=10, progress=False,
+    ...               init=[build(arch, seed=s) for s in rec.seeds])
+    >>> bool((again.dy_sq == rec.dy_sq).all())
+    True
     """
+    s = _setup(arch, x, y, layer=layer, convention=convention, trials=trials, seed=seed, seeds=seeds, lr=lr,
+               epochs=epochs, optimizer=optimizer, batch_size=batch_size, pair=pair, dtype=dtype, device=device,
+               batched=batched, stop_loss=stop_loss, init=init)
+    engine = fastpath.select_engine(engine, variant=s.arch.variant, optimizer=s.optimizer, batched=s.batched,
+                                    full_batch=s.full_batch, device=s.device, activation=s.arch.activation)
+    recorder = Recorder(len(s.seeds), s.epochs + 1, len(s.layers) if s.spec == "all" else 0, s.Y.shape[1], s.Y,
+                        s.pair, s.dtype, s.device)
+    run = _train_batched if s.batched else _train_looped
+    with tqdm(total=s.epochs * (1 if s.batched else len(s.seeds)), disable=not progress, mininterval=0.5,
+              desc=f"{s.arch.name} ({len(s.seeds)} trial{'s' * (len(s.seeds) > 1)})") as bar:
+        trained, models = run(s, engine, recorder, bar, keep_models)
+    return _package(s, x, y, recorder, trained, models, engine)
+
+
+@dataclass(frozen=True)
+class _Setup:
+    """The validated arguments of one :func:`train` call (data already as tensors)."""
+
+    arch: Architecture
+    X: torch.Tensor
+    Y: torch.Tensor
+    lr: float
+    epochs: int
+    optimizer: str
+    batch_size: int | None
+    full_batch: bool
+    pair: tuple[int, int]
+    seeds: tuple[int, ...]
+    dtype: torch.dtype
+    device: torch.device
+    spec: int | str
+    layers: int | tuple[int, ...]
+    convention: str
+    batched: bool
+    stop_loss: float | None
+    init: tuple | None
+
+
+def _setup(arch, x, y, *, layer, convention, trials, seed, seeds, lr, epochs, optimizer, batch_size, pair, dtype,
+           device, batched, stop_loss, init) -> _Setup:
+    """Validate every argument of :func:`train` (errors name the argument)."""
     arch = _check_arch(arch)
-    x = v.finite_array("x", x, ndim=2)
-    y = v.finite_array("y", y, ndim=2)
-    if x.shape[0] != y.shape[0]:
-        raise ValueError(f"`x` and `y` must have the same number of points (rows), got {x.shape[0]} and {y.shape[0]}")
+    x, y = _check_data(x, y)
     n_points = x.shape[0]
-    if n_points < 2:
-        raise ValueError(f"`x` must hold at least 2 points to track a pair, got {n_points}")
     lr = float(v.positive("lr", arch.lr if lr is None else lr))
     epochs = _check_int("epochs", arch.epochs if epochs is None else epochs, 1)
     if optimizer not in OPTIMIZERS:
         raise ValueError(f"`optimizer` must be one of {', '.join(OPTIMIZERS)}; got {optimizer!r}")
     if batch_size is not None:
         batch_size = _check_int("batch_size", batch_size, 1, n_points)
-    full_batch = batch_size is None or batch_size == n_points
+    init = _check_init_count(init)
+    seeds = _check_seeds(trials, seed, seeds, init)
+    if not isinstance(dtype, (str, torch.dtype)) or dtype not in _DTYPES:
+        raise ValueError(f"`dtype` must be 'float32' or 'float64', got {dtype!r}")
+    tdtype, dev = _DTYPES[dtype], _device(device)
+    n_layers_total = n_hidden(arch)
+    if layer is None:
+        layer = default_hidden_layer(arch, convention=convention)
+    spec = _hidden_spec(layer, n_layers_total, name="layer")
+    return _Setup(
+        arch=arch, X=torch.tensor(x, dtype=tdtype, device=dev), Y=torch.tensor(y, dtype=tdtype, device=dev),
+        lr=lr, epochs=epochs, optimizer=optimizer, batch_size=batch_size,
+        full_batch=batch_size is None or batch_size == n_points, pair=_check_pair(pair, n_points), seeds=seeds,
+        dtype=tdtype, device=dev, spec=spec, layers=tuple(range(1, n_layers_total + 1)) if spec == "all" else spec,
+        convention=convention, batched=batched and VARIANTS[arch.variant].batchable,
+        stop_loss=_check_stop_loss(stop_loss), init=init)
+
+
+def _check_data(x, y):
+    x = v.finite_array("x", x, ndim=2)
+    y = v.finite_array("y", y, ndim=2)
+    if x.shape[0] != y.shape[0]:
+        raise ValueError(f"`x` and `y` must have the same number of points (rows), got {x.shape[0]} and {y.shape[0]}")
+    if x.shape[0] < 2:
+        raise ValueError(f"`x` must hold at least 2 points to track a pair, got {x.shape[0]}")
+    return x, y
+
+
+def _check_pair(pair, n_points) -> tuple[int, int]:
     try:
         pair_t = tuple(pair)
     except TypeError:
@@ -344,160 +296,126 @@ def train(
     i, j = (_check_int("pair", p, 0, n_points - 1) for p in pair_t)
     if i == j:
         raise ValueError(f"`pair` must name two different points, got {pair!r}")
+    return i, j
+
+
+def _check_seeds(trials, seed, seeds, init) -> tuple[int, ...]:
     if seeds is None:
+        trials = (1 if init is None else len(init)) if trials is None else trials
         trials = _check_int("trials", trials, 1)
         seeds = [_check_int("seed", seed, 0) + k for k in range(trials)]
     seeds = tuple(_check_int("seeds", s, 0) for s in seeds)
     if not seeds:
         raise ValueError("`seeds` must contain at least one seed")
-    if not isinstance(dtype, (str, torch.dtype)) or dtype not in _DTYPES:
-        raise ValueError(f"`dtype` must be 'float32' or 'float64', got {dtype!r}")
-    tdtype, dev = _DTYPES[dtype], _device(device)
-    n_layers_total = n_hidden(arch)
-    if layer is None:
-        layer = default_hidden_layer(arch, convention=convention)
-    spec = _hidden_spec(layer, n_layers_total)
-    layers = tuple(range(1, n_layers_total + 1)) if spec == "all" else spec
+    if init is not None and len(init) != len(seeds):
+        raise ValueError(f"`init` must hold one network or state dict per trial ({len(seeds)}), got {len(init)}")
+    return seeds
 
-    X = torch.tensor(x, dtype=tdtype, device=dev)
-    Y = torch.tensor(y, dtype=tdtype, device=dev)
-    use_batched = batched and arch.variant in ("mlp", "skip")
-    if engine not in ENGINES:
-        raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
-    fast_ok = fastpath.supports(variant=arch.variant, optimizer=optimizer, batched=use_batched)
-    if engine in ("fast", "kernel", "fused") and not fast_ok:
-        raise ValueError(f"`engine={engine!r}` covers only batched 'mlp'/'skip' networks with optimizer='sgd'; "
-                         f"got variant={arch.variant!r}, optimizer={optimizer!r}, batched={batched!r}. "
-                         "Use engine='auto'.")
-    if engine == "kernel" and not full_batch:
-        raise ValueError(f"`engine='kernel'` trains full batches only, got batch_size={batch_size!r}; "
-                         "use engine='fused' or 'auto' for minibatches")
-    use_fast = fast_ok and engine != "reference"
-    backend = "fused" if not full_batch else engine if engine in fastpath.BACKENDS else fastpath.default_backend(dev)
-    if use_fast and backend == "kernel" and dev.type != "cpu":
-        raise ValueError(f"`engine='kernel'` runs on the CPU only, got device={device!r}; use engine='fused'")
-    if stop_loss is not None:
-        try:
-            stop_loss = float(stop_loss)
-        except (TypeError, ValueError):
-            raise ValueError(f"`stop_loss` must be a positive number or None, got {stop_loss!r}") from None
-        if not stop_loss > 0 or not np.isfinite(stop_loss):
-            raise ValueError(f"`stop_loss` must be a positive number or None, got {stop_loss!r}")
-    recorder = _Recorder(len(seeds), epochs + 1, n_layers_total if spec == "all" else 0, Y.shape[1], Y,
-                         (i, j), tdtype, dev)
-    kw = dict(X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, optimizer=optimizer, batch_size=batch_size,
-              full_batch=full_batch, recorder=recorder)
 
-    def stopper(rows):
-        if stop_loss is None:
-            return None
-        return lambda e: (e + 1) % fastpath.KERNEL_CHUNK == 0 and bool((recorder.loss[rows, e] < stop_loss).all())
+def _check_stop_loss(stop_loss) -> float | None:
+    if stop_loss is None:
+        return None
+    try:
+        stop_loss = float(stop_loss)
+    except (TypeError, ValueError):
+        raise ValueError(f"`stop_loss` must be a positive number or None, got {stop_loss!r}") from None
+    if not stop_loss > 0 or not np.isfinite(stop_loss):
+        raise ValueError(f"`stop_loss` must be a positive number or None, got {stop_loss!r}")
+    return stop_loss
 
-    trained = []  # epochs trained, per trial
-    with tqdm(total=epochs * (1 if use_batched else len(seeds)), disable=not progress, mininterval=0.5,
-              desc=f"{arch.name} ({len(seeds)} trial{'s' * (len(seeds) > 1)})") as bar:
-        if use_batched:
-            model = build_batched(arch, seeds=seeds, input_dim=X.shape[1], output_dim=Y.shape[1],
-                                  dtype=tdtype, device=dev)
-            rows = slice(None)
-            if use_fast and not full_batch:
-                ran = fastpath.run_sgd_minibatch(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs,
-                                                 batch_size=batch_size, seeds=seeds, recorder=recorder, rows=rows,
-                                                 bar=bar, stop=stopper(rows))
-            elif use_fast:
-                ran = fastpath.run_sgd_full_batch(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder,
-                                                  rows=rows, bar=bar, backend=backend, stop=stopper(rows))
-            else:
-                ran = _run(model, seeds=seeds, rows=rows, bar=bar, stop=stopper(rows), **kw)
-            trained = [ran] * len(seeds)
-            models = tuple(model.trial(k) for k in range(len(seeds))) if keep_models else None
-        else:
-            models = []
-            for k, s in enumerate(seeds):
-                model = build(arch, input_dim=X.shape[1], output_dim=Y.shape[1], seed=s, dtype=tdtype, device=dev)
-                with torch.random.fork_rng(devices=_cuda_index(dev)):
-                    torch.manual_seed(s)  # dropout masks
-                    rows = slice(k, k + 1)
-                    ran = _run(model, seeds=(s,), rows=rows, bar=bar, stop=stopper(rows), **kw)
-                    trained.append(ran)
-                    recorder.hold(rows, ran)
-                if keep_models:
-                    models.append(model.eval())
-            models = tuple(models) if keep_models else None
 
+def _check_init_count(init) -> tuple | None:
+    """``init`` as a tuple of state dicts (shapes are checked against each trial's network later)."""
+    if init is None:
+        return None
+    if isinstance(init, (nn.Module, Mapping)) or not isinstance(init, Sequence):
+        raise ValueError("`init` must be a sequence with one network or state dict per trial (e.g. a list), "
+                         f"got {type(init).__name__}")
+    out = []
+    for k, item in enumerate(init):
+        if isinstance(item, nn.Module):
+            item = item.state_dict()
+        if not isinstance(item, Mapping):
+            raise ValueError(f"`init[{k}]` must be a torch.nn.Module or a state dict, got {type(item).__name__}")
+        out.append(item)
+    return tuple(out)
+
+
+def _network(s: _Setup, k: int, device) -> nn.Module:
+    """Trial ``k``'s initial network: built from its seed, then given ``init[k]``'s weights if any."""
+    net = build(s.arch, input_dim=s.X.shape[1], output_dim=s.Y.shape[1], seed=s.seeds[k], dtype=s.dtype,
+                device=device)
+    if s.init is not None:
+        want = {name: tuple(t.shape) for name, t in net.state_dict().items()}
+        got = {name: tuple(getattr(t, "shape", ())) for name, t in s.init[k].items()}
+        if got != want:
+            raise ValueError(f"`init[{k}]` does not fit {s.arch.name!r} ({s.arch.variant}): expected the "
+                             f"parameters {want}, got {got}")
+        with torch.no_grad():
+            net.load_state_dict(s.init[k])
+    return net
+
+
+def _stopper(s: _Setup, recorder: Recorder, rows):
+    """``stop(e)`` for the training loops: every trial of ``rows`` below ``stop_loss`` at a check epoch."""
+    if s.stop_loss is None:
+        return None
+    return lambda e: (e + 1) % fastpath.KERNEL_CHUNK == 0 and bool((recorder.loss[rows, e] < s.stop_loss).all())
+
+
+def _train_batched(s: _Setup, engine: str, recorder: Recorder, bar, keep_models: bool):
+    """All trials as one :class:`~repalign.models.BatchedMLP`, on ``engine``; returns (epochs trained, models)."""
+    if s.init is None:
+        model = build_batched(s.arch, seeds=s.seeds, input_dim=s.X.shape[1], output_dim=s.Y.shape[1],
+                              dtype=s.dtype, device=s.device)
+    else:
+        model = BatchedMLP([_network(s, k, "cpu") for k in range(len(s.seeds))]).to(s.device)
+    rows = slice(None)
+    kw = dict(X=s.X, Y=s.Y, spec=s.spec, lr=s.lr, epochs=s.epochs, recorder=recorder, rows=rows, bar=bar,
+              stop=_stopper(s, recorder, rows))
+    if engine == "reference":
+        ran = reference.run(model, optimizer=s.optimizer, batch_size=s.batch_size, full_batch=s.full_batch,
+                            seeds=s.seeds, **kw)
+    elif s.full_batch:
+        ran = fastpath.run_sgd_full_batch(model, backend=engine, **kw)
+    else:
+        ran = fastpath.run_sgd_minibatch(model, batch_size=s.batch_size, seeds=s.seeds, **kw)
+    models = tuple(model.trial(k) for k in range(len(s.seeds))) if keep_models else None
+    return [ran] * len(s.seeds), models
+
+
+def _train_looped(s: _Setup, engine: str, recorder: Recorder, bar, keep_models: bool):
+    """One trial after another on the reference loop (conv, dropout, ``batched=False``)."""
+    trained, models = [], []
+    for k, seed in enumerate(s.seeds):
+        model = _network(s, k, s.device)
+        with torch.random.fork_rng(devices=_cuda_index(s.device)):
+            torch.manual_seed(seed)  # dropout masks
+            rows = slice(k, k + 1)
+            ran = reference.run(model, X=s.X, Y=s.Y, spec=s.spec, lr=s.lr, epochs=s.epochs, optimizer=s.optimizer,
+                                batch_size=s.batch_size, full_batch=s.full_batch, recorder=recorder, seeds=(seed,),
+                                rows=rows, bar=bar, stop=_stopper(s, recorder, rows))
+            trained.append(ran)
+            recorder.hold(rows, ran)
+        if keep_models:
+            models.append(model.eval())
+    return trained, tuple(models) if keep_models else None
+
+
+def _package(s: _Setup, x, y, recorder: Recorder, trained, models, engine: str) -> Recording:
+    """The :class:`Recording` of a finished run."""
     recorder.truncate(max(trained) + 1)
     dh, dy, w, loss, mean = recorder.arrays()
     epochs_arr = np.arange(max(trained) + 1)
     epochs_arr.flags.writeable = False
+    i, j = s.pair
     settings = MappingProxyType({
-        **asdict(arch), "lr": lr, "epochs": epochs, "optimizer": optimizer, "batch_size": batch_size,
-        "stop_loss": stop_loss, "epochs_trained": tuple(trained),
-        "pair": (i, j), "layer": layers, "convention": convention, "dtype": str(tdtype).removeprefix("torch."),
-        "device": str(dev), "batched": use_batched, "engine": backend if use_fast else "reference",
-        "n_points": n_points, "dx_sq": float(np.sum((x[j] - x[i]) ** 2)),
-        "dy_target_sq": float(np.sum((y[j] - y[i]) ** 2)),
+        **asdict(s.arch), "lr": s.lr, "epochs": s.epochs, "optimizer": s.optimizer, "batch_size": s.batch_size,
+        "stop_loss": s.stop_loss, "epochs_trained": tuple(trained),
+        "pair": (i, j), "layer": s.layers, "convention": s.convention,
+        "dtype": str(s.dtype).removeprefix("torch."), "device": str(s.device), "batched": s.batched,
+        "engine": engine, "init": "seeds" if s.init is None else "given", "n_points": x.shape[0],
+        "dx_sq": float(np.sum((x[j] - x[i]) ** 2)), "dy_target_sq": float(np.sum((y[j] - y[i]) ** 2)),
     })
-    return Recording(epochs=epochs_arr, dh_sq=dh, dy_sq=dy, w=w, loss=loss, mean_output=mean, layer=layers,
-                     seeds=seeds, settings=settings, models=models)
-
-
-def _run(model, *, X, Y, spec, lr, epochs, optimizer, batch_size, full_batch, recorder, seeds, rows, bar, stop):
-    """Train one model (a BatchedMLP over ``seeds``, or one network) and fill ``recorder`` rows ``rows``;
-    return the number of epochs trained (fewer than ``epochs`` when ``stop(e)`` said so)."""
-    batched = hasattr(model, "trials")
-    has_dropout = getattr(model, "dropout", 0.0) > 0
-    opt = _optimizer(optimizer, model.parameters(), lr)
-    n = X.shape[0]
-    rngs = [np.random.default_rng(s) for s in seeds]
-
-    def forward(xb, hidden):
-        out, hs = model(xb, hidden=hidden)
-        if not batched:  # give a single network's results a trial axis of length 1
-            out = out.unsqueeze(0)
-            hs = [h.unsqueeze(0) for h in hs] if isinstance(hs, list) else (None if hs is None else hs.unsqueeze(0))
-        return out, hs
-
-    def record(e):
-        model.eval()
-        with torch.no_grad():
-            out, hs = forward(X, spec)
-            recorder.record(rows, e, out, hs, _loss(out, Y))
-        model.train()
-
-    model.train()
-    for e in range(epochs):
-        if full_batch and not has_dropout:
-            out, hs = forward(X, spec)  # the training pass also yields the record (no second pass)
-            loss = _loss(out, Y)
-            recorder.record(rows, e, out.detach(), _detach(hs), loss.detach())
-            _step(opt, loss)
-        else:
-            record(e)
-            if full_batch:
-                out, _ = forward(X, None)
-                _step(opt, _loss(out, Y))
-            else:
-                epoch_loss = 0.0
-                for idx in _minibatches(rngs, n, batch_size, X.device):
-                    xb, yb = (X[idx], Y[idx]) if batched else (X[idx[0]], Y[idx[0]])
-                    out, _ = forward(xb, None)
-                    loss = _loss(out, yb)
-                    epoch_loss = epoch_loss + loss.detach() * idx.shape[1]
-                    _step(opt, loss)
-                recorder.loss[rows, e] = epoch_loss / n  # the epoch's minibatch losses (module docstring)
-        bar.update(1)
-        if stop is not None and stop(e):
-            epochs = e + 1
-            break
-    record(epochs)
-    return epochs
-
-
-def _detach(hs):
-    return [h.detach() for h in hs] if isinstance(hs, list) else hs.detach()
-
-
-def _step(opt, loss):
-    opt.zero_grad(set_to_none=True)
-    loss.sum().backward()  # the sum over trials gives each trial its own gradient
-    opt.step()
+    return Recording(epochs=epochs_arr, dh_sq=dh, dy_sq=dy, w=w, loss=loss, mean_output=mean, layer=s.layers,
+                     seeds=s.seeds, settings=settings, models=models)
