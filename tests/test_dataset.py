@@ -21,7 +21,7 @@ def test_every_loader_returns_a_dataset_that_unpacks(make, extras):
     for name in extras:
         assert getattr(ds, name) is ds.meta[name]
     with pytest.raises(AttributeError, match="no field 'nope'"):
-        ds.nope
+        _ = ds.nope
     with pytest.raises(TypeError):
         ds.meta["new"] = 1
     assert repr(ds).startswith(f"Dataset({ds.name!r}, n={len(ds)}")

@@ -155,6 +155,7 @@ def test_xor_data_and_pairwise_run_against_eq10():
     assert r.same_target[0, 3] and r.same_target[1, 2] and not r.same_target[0, 1]
     # eq. (10) for one pair by hand, from the initial network of the same seed
     import torch
+
     from repalign import models, theory
     net = models.build(arch, input_dim=2, output_dim=1, seed=1).double()
     with torch.no_grad():

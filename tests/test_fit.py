@@ -8,7 +8,6 @@ benchmarks/fit.py, not asserted here.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from repalign import _mnist
-from repalign.dataset import Dataset
 from repalign._mnist import MNISTChecksumError, MNISTUnavailableError, mnist, read_idx, resolve_cache_dir
+from repalign.dataset import Dataset
 
 DEFAULT_SOURCES = _mnist.SOURCES  # before any test patches it
 NAMES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte", "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")

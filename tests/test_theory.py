@@ -8,7 +8,6 @@ here, or hand-derived identities.
 
 from __future__ import annotations
 
-
 import numpy as np
 import pytest
 from scipy import integrate, stats

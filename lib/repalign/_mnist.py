@@ -30,8 +30,8 @@ import sys
 import tarfile
 import tempfile
 import zlib
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import DTypeLike

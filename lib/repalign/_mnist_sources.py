@@ -15,9 +15,10 @@ import subprocess
 import sys
 import tarfile
 import urllib.request
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import IO, Sequence
+from typing import IO
 
 __all__ = ["NpmPack", "NpmTarball", "Mirror", "NPM_PACKAGE", "NPM_TARBALL_URL", "MIRROR_URLS"]
 

@@ -10,10 +10,10 @@ free code and add one branch for that code to ``_kernel._act`` and ``_kernel._da
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 from types import MappingProxyType
-from typing import Callable, Mapping
 
 import torch
 import torch.nn.functional as F

@@ -87,7 +87,8 @@ def claims_dir() -> Path:
 def _revision() -> str:
     try:
         out = subprocess.run(
-            ["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+            ["git", "describe", "--always", "--dirty", "--abbrev=7"], cwd=Path(__file__).parent,
+            capture_output=True, text=True, timeout=5
         )
         return out.stdout.strip() or "unknown"
     except (OSError, subprocess.SubprocessError):
@@ -179,7 +180,7 @@ def check(
         verdict="pass" if ok else "fail",
         profile=profiles.current() if profile is None else profile,
         revision=_revision(),
-        time=_dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
     )
     _store(record)
     if not quiet:

@@ -7,9 +7,10 @@ images and labels, ...) are read as attributes (``ds.dx_sq``, ``ds.labels``) fro
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any, Iterator, Mapping
+from typing import Any
 
 import numpy as np
 

@@ -365,7 +365,8 @@ def run_pairwise(name: str, arch: Architecture, x, y, *, tau_y_over_tau_h: float
     pred[:, off] = theory.final_distance(dh0[:, off], dy0[:, off], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h,
                                          dx_sq=np.broadcast_to(dx[off], shape),
                                          dy_target_sq=np.broadcast_to(dyt[off], shape)).distance
-    settings = {k: rec.settings[k] for k in ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")}
+    keys = ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")
+    settings = {k: rec.settings[k] for k in keys}
     return PairwiseRun(name, arch, {**settings, "layer": layer, "seeds": rec.seeds}, tau_y_over_tau_h, dh0,
                        pairwise_distances([h for _, h in final]), pred, rec.loss[:, -1], dyt == 0)
 

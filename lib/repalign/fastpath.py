@@ -30,7 +30,7 @@ here) and in the kernel; tests compare both with autograd.
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 import numpy as np
 import torch

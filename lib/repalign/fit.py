@@ -20,9 +20,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy.optimize import minimize_scalar
 
-from . import _fit_search, _records
+from . import _fit_search, _records, theory
 from . import _validate as v
-from . import theory
 
 __all__ = ["RateFit", "LossFit", "fit_rates", "fit_rate_ybar", "fit_recording", "normalised_error"]
 

@@ -297,7 +297,8 @@ def _weights(w1, w2):
     w1 = v.finite_array("w1", w1, ndim=2)
     w2 = v.finite_array("w2", w2, ndim=2)
     if w2.shape[1] != w1.shape[0]:
-        raise ValueError(f"`w2` must have as many columns as `w1` has rows (hidden units), got {w2.shape} and {w1.shape}")
+        raise ValueError(f"`w2` must have as many columns as `w1` has rows (hidden units), "
+                         f"got {w2.shape} and {w1.shape}")
     return w1, w2
 
 

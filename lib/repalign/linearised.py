@@ -64,7 +64,7 @@ class LinearisedState:
         return np.concatenate([self.d_h.ravel(), self.d_y.ravel(), self.ybar])
 
     @classmethod
-    def unpack(cls, flat: np.ndarray, shape_h: tuple, shape_y: tuple) -> "LinearisedState":
+    def unpack(cls, flat: np.ndarray, shape_h: tuple, shape_y: tuple) -> LinearisedState:
         n_h, n_y = int(np.prod(shape_h)), int(np.prod(shape_y))
         return cls(flat[:n_h].reshape(shape_h), flat[n_h : n_h + n_y].reshape(shape_y), flat[n_h + n_y :])
 

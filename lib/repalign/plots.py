@@ -10,8 +10,8 @@ import matplotlib as mpl
 import matplotlib.pyplot as plt
 import numpy as np
 
-__all__ = ["COLORS", "LABELS", "use_style", "trajectory", "loss_curve", "three_panel", "overlay", "quantity_legend", "identity_scatter",
-           "distance_matrix", "stamp", "embedding_grid"]
+__all__ = ["COLORS", "LABELS", "use_style", "trajectory", "loss_curve", "three_panel", "overlay", "quantity_legend",
+           "identity_scatter", "distance_matrix", "stamp", "embedding_grid"]
 
 #: One colour per quantity across the book.
 COLORS = {
@@ -135,7 +135,8 @@ def three_panel(t, z_theory, *, z_network=None, t_network=None, axes=None, netwo
     for i, (q, ax) in enumerate(zip(("dh_sq", "dy_sq", "w"), axes)):
         if z_network is not None:
             tn = t if t_network is None else t_network
-            trajectory(tn, np.asarray(z_network)[:, i], q, kind="network", ax=ax, label=network_label, lw=3.2, alpha=0.45)
+            trajectory(tn, np.asarray(z_network)[:, i], q, kind="network", ax=ax, label=network_label,
+                       lw=3.2, alpha=0.45)
         trajectory(t, z_theory[:, i], q, kind="theory", ax=ax, label=theory_label)
         ax.set_xlabel(LABELS["time"])
         ax.set_ylabel(LABELS[q])

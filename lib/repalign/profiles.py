@@ -13,9 +13,10 @@ grids and samples. Paper values live here and nowhere else.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Any, Mapping
+from typing import Any
 
 __all__ = ["PROFILES", "ENV_VAR", "current", "settings", "architecture", "TWO_POINT", "Architecture", "TABLE1",
            "TABLE2", "FIG2_ARCHITECTURES", "GAIN_ROWS"]
@@ -251,7 +252,8 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
         "paper": {**_MNIST_COMMON, "n_train": 60000, "lr": 0.002, "epochs": 500, "trials": 50, "n_ref": 10000,
                   "adam_epochs": 100, "adam_trials": 50},
     },
-    # Chapter 3 (Fig. 3, Fig. 5, App. A.6). Fig. 5 follows the released code (book/reproduction_notes.md, "Fig. 5 grid"):
+    # Chapter 3 (Fig. 3, Fig. 5, App. A.6). Fig. 5 follows the released code
+    # (book/reproduction_notes.md, "Fig. 5 grid"):
     # rates fitted on `rate_trials` runs at the base distances and averaged over the runs whose final
     # loss is below `rate_max_loss`; then a 5 x 5 grid of squared input and target distances trained
     # at `grid_lr_factor` x the row's learning rate for up to `grid_epochs` epochs, stopped once the

@@ -7,8 +7,9 @@ Every training path (the autograd loop of :mod:`repalign.reference` and the fast
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 import torch

@@ -56,7 +56,8 @@ def explorer_figure(*, fig=None, **params):
                      ax=axes[3])
     axes[3].set(xlabel=plots.LABELS["time"], ylabel=plots.LABELS["loss"])
     fig.suptitle(
-        f"‖dh(∞)‖² = {float(final.distance):.3g}   (A_high = {float(final.a_high):.3g}, A_low = {float(final.a_low):.3g})",
+        f"‖dh(∞)‖² = {float(final.distance):.3g}   "
+        f"(A_high = {float(final.a_high):.3g}, A_low = {float(final.a_low):.3g})",
         fontsize=9,
     )
     return fig
@@ -75,7 +76,8 @@ def theory_explorer():
     controls = {
         "rate_h": w.FloatLogSlider(value=d["rate_h"], min=-2, max=1, description="1/τ_h", **log),
         "rate_y": w.FloatLogSlider(value=d["rate_y"], min=-2, max=1, description="1/τ_y", **log),
-        "dx_sq": w.FloatSlider(value=d["dx_sq"], min=0.1, max=4.0, step=0.05, description="‖Δx‖²", continuous_update=False),
+        "dx_sq": w.FloatSlider(value=d["dx_sq"], min=0.1, max=4.0, step=0.05, description="‖Δx‖²",
+                               continuous_update=False),
         "dy_target_sq": w.FloatSlider(value=d["dy_target_sq"], min=0.0, max=4.0, step=0.05, description="‖Δy‖²",
                                       continuous_update=False),
         "gain": w.FloatLogSlider(value=d["gain"], min=-5, max=2, description="scale G", **log),
