@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import operator
+import os
+from pathlib import Path
+
 import numpy as np
 
 
@@ -44,3 +48,27 @@ def times(name: str, value) -> np.ndarray:
     if np.any(np.diff(arr) <= 0):
         raise ValueError(f"`{name}` must be strictly increasing (sorted, no repeated times)")
     return arr
+
+
+def integer(name: str, value, *, low: int = 1, meaning: str = "") -> int:
+    """``value`` as an int >= ``low`` (bools and floats rejected); the error names `name` and, if given, its meaning."""
+    extra = f" ({meaning})" if meaning else ""
+    try:
+        out = operator.index(value)
+    except TypeError:
+        raise ValueError(f"`{name}` must be an integer >= {low}{extra}, got {value!r}") from None
+    if isinstance(value, bool) or out < low:
+        raise ValueError(f"`{name}` must be an integer >= {low}{extra}, got {value!r}")
+    return out
+
+
+def results_dir(env_var: str, subdir: str) -> Path:
+    """``$env_var`` if set, else ``results/<subdir>`` at the repository root (a source checkout), else
+    ``~/.cache/repalign/<subdir>`` (an installed package): where claims and stored results go."""
+    env = os.environ.get(env_var, "").strip()
+    if env:
+        return Path(env)
+    root = Path(__file__).resolve().parents[2]
+    if (root / "pyproject.toml").exists():
+        return root / "results" / subdir
+    return Path.home() / ".cache" / "repalign" / subdir

@@ -27,6 +27,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import profiles
+from ._validate import results_dir
 from .tables import markdown_table
 
 __all__ = ["Claim", "ClaimFailed", "RELATIONS", "check", "for_chapter", "claims_dir", "load", "scorecard_markdown"]
@@ -75,13 +76,7 @@ class Claim:
 
 def claims_dir() -> Path:
     """Where records are stored (see the module docstring)."""
-    env = os.environ.get("REPALIGN_CLAIMS_DIR", "").strip()
-    if env:
-        return Path(env)
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").exists():
-        return root / "results" / "claims"
-    return Path.home() / ".cache" / "repalign" / "claims"
+    return results_dir("REPALIGN_CLAIMS_DIR", "claims")
 
 
 def _revision() -> str:

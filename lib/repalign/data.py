@@ -10,8 +10,6 @@ The released code, which made the published figures, places the points at inputs
 
 from __future__ import annotations
 
-import operator
-
 import numpy as np
 
 from . import _validate as v
@@ -24,16 +22,6 @@ __all__ = ["Dataset", "two_point", "xor", "XOR_LABELS", "blobs", "mnist", "MNIST
 
 #: The four XOR inputs, in the order of :func:`xor`.
 XOR_LABELS = ("(0,0)", "(0,1)", "(1,0)", "(1,1)")
-
-
-def _dim(name: str, value) -> int:
-    try:
-        dim = operator.index(value)
-    except TypeError:
-        raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}") from None
-    if dim < 1:
-        raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
-    return dim
 
 
 def two_point(
@@ -88,7 +76,7 @@ def two_point(
     dy_target_sq = float(v.non_negative("dy_target_sq", dy_target_sq))
     x1 = float(v.finite_array("x1", x1, ndim=0))
     y1 = float(v.finite_array("y1", y1, ndim=0))
-    input_dim, output_dim = _dim("input_dim", input_dim), _dim("output_dim", output_dim)
+    input_dim, output_dim = v.integer("input_dim", input_dim), v.integer("output_dim", output_dim)
     x = np.full((2, input_dim), x1)
     x[1] += np.sqrt(dx_sq / input_dim)
     y = np.full((2, output_dim), y1)
@@ -169,8 +157,8 @@ def blobs(n_centres: int = 30, pixels: int = 5, *, variance: float = 1.0) -> Dat
     >>> d.context[[0, 1799]].tolist(), d.x[1799, -2:].tolist()
     ([0, 1], [0.0, 1.0])
     """
-    n = _dim("n_centres", n_centres)
-    p = _dim("pixels", pixels)
+    n = v.integer("n_centres", n_centres)
+    p = v.integer("pixels", pixels)
     if n < 2:
         raise ValueError(f"`n_centres` must be an integer >= 2, got {n_centres!r}")
     if p < 2:

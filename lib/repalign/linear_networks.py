@@ -126,16 +126,6 @@ def io_modes(x, y, *, sigma_xx=None, rtol: float = 1e-10) -> Modes:
     return Modes(sxy, sxx, u[:, keep], s[keep], vt[keep].T, bool(np.allclose(sxx, np.eye(d), atol=1e-10)))
 
 
-def _depth(depth) -> int:
-    try:
-        out = operator.index(depth)
-    except TypeError:
-        raise ValueError(f"`depth` must be an integer >= 1 (the number of weight matrices), got {depth!r}") from None
-    if out < 1:
-        raise ValueError(f"`depth` must be an integer >= 1 (the number of weight matrices), got {depth!r}")
-    return out
-
-
 def _scalars(s, a0, tau, lam, depth):
     s = float(v.positive("s", s))
     tau = float(v.positive("tau", tau))
@@ -215,7 +205,7 @@ def mode_strength(t, *, s: float, a0: float, depth: int = 2, lam: float = 0.0, t
     >>> round(float(mode_strength(50.0, s=1.0, a0=1e-3)), 6)
     1.0
     """
-    depth = _depth(depth)
+    depth = v.integer("depth", depth, meaning="the number of weight matrices")
     s, a0, tau, lam = _scalars(s, a0, tau, lam, depth)
     t = v.finite_array("t", t)
     if np.any(t < 0):
@@ -273,7 +263,7 @@ def time_to_learn(*, s: float, a0: float, depth: int = 2, fraction: float = 0.5,
     >>> round(time_to_learn(s=1.0, a0=1e-3), 4)  # ln(999) / 2
     3.4534
     """
-    depth = _depth(depth)
+    depth = v.integer("depth", depth, meaning="the number of weight matrices")
     s, a0, tau, lam = _scalars(s, a0, tau, lam, depth)
     fraction = float(v.finite_array("fraction", fraction))
     if not (a0 / s < fraction < 1):

@@ -60,6 +60,8 @@ from typing import Any
 
 import numpy as np
 
+from ._validate import results_dir
+
 __all__ = ["ENV_VAR", "StoreError", "CorruptResultWarning", "Experiment", "EXPERIMENTS", "register", "experiment",
            "Task", "Result", "Store", "default_root", "cached", "describe", "machine_provenance", "run_timed"]
 
@@ -287,13 +289,7 @@ def machine_provenance(spec: Mapping[str, Any] | None = None) -> dict[str, Any]:
 
 def default_root() -> Path:
     """``$REPALIGN_RESULTS_DIR``, else ``results/store/`` at the repository root (or ``~/.cache/repalign/store``)."""
-    env = os.environ.get(ENV_VAR, "").strip()
-    if env:
-        return Path(env)
-    root = Path(__file__).resolve().parents[2]
-    if (root / "pyproject.toml").exists():
-        return root / "results" / "store"
-    return Path.home() / ".cache" / "repalign" / "store"
+    return results_dir(ENV_VAR, "store")
 
 
 def _now() -> str:
