@@ -51,7 +51,8 @@ def _paper_equation_numbers(app: Sphinx, doctree: nodes.document) -> None:
             continue
         if len(tags) != 1:
             LOGGER.warning(
-                "equation %r needs exactly one \\tag{N} with the paper's number (found %d)",
+                "equation %r needs exactly one \\tag{N}: the paper's number, or 0.N for the background "
+                "chapter's own equations (found %d)",
                 label, len(tags), location=node, type="paper_numbers", subtype="tag")
             continue
         number = tags[0].strip()
