@@ -130,9 +130,9 @@ class Recorder:
         for t in (self.dh, self.dy, self.w, self.loss, self.mean):
             t[rows, last + 1:] = t[rows, last:last + 1]
 
-    def truncate(self, n_records):
+    def truncate(self, n_records, trials=None):
         for name in ("dh", "dy", "w", "loss", "mean"):
-            setattr(self, name, getattr(self, name)[:, :n_records])
+            setattr(self, name, getattr(self, name)[:trials, :n_records])
 
     def arrays(self):
         out = []

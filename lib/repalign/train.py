@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import operator
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from types import MappingProxyType
 
 import numpy as np
@@ -54,11 +54,39 @@ from .profiles import Architecture
 from .recording import Recorder, Recording
 from .reference import OPTIMIZERS
 
-__all__ = ["Recording", "train", "OPTIMIZERS", "ENGINES"]
+__all__ = ["Recording", "TrainingDiverged", "train", "OPTIMIZERS", "ENGINES"]
 
 _DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: torch.float32,
            torch.float64: torch.float64}
 
+
+
+class TrainingDiverged(FloatingPointError):
+    """Training produced a non-finite loss (inf or NaN), on any engine.
+
+    Attributes
+    ----------
+    epoch : int
+        The first record whose loss is not finite (record ``e`` is taken after ``e`` epochs).
+    trial : int
+        The first trial (0-based) with a non-finite loss at ``epoch``.
+    loss : float
+        That loss (``inf`` or ``nan``).
+    recording : Recording
+        The records ``0 .. epoch`` of the trials trained so far (the last record shows the divergence).
+    """
+
+    def __init__(self, message: str, *, epoch: int, trial: int, loss: float, recording: Recording):
+        super().__init__(message)
+        self.epoch, self.trial, self.loss, self.recording = epoch, trial, loss, recording
+
+
+class _NonFinite(Exception):
+    """Internal: a check epoch found a non-finite loss; ``epoch`` is the last record written."""
+
+    def __init__(self, epoch: int, n_trials: int | None = None):
+        super().__init__(epoch)
+        self.epoch, self.n_trials = epoch, n_trials
 
 
 def _check_int(name, value, low, high=None):
@@ -188,6 +216,10 @@ def train(
         Non-positive ``lr``, ``epochs < 1``, unknown ``optimizer`` or ``engine``, ``batch_size`` outside
         ``[1, n_points]``, bad ``pair``, ``layer``, ``seeds``, ``dtype`` or ``device``, ``x``/``y``
         of the wrong shape, or an ``init`` of the wrong length or with weights of the wrong shape.
+    TrainingDiverged
+        A recorded loss is not finite (checked every :data:`repalign.fastpath.KERNEL_CHUNK` epochs and at
+        the end, on every engine); the exception carries the epoch, the loss and the partial
+        :class:`Recording` (``.recording``).
 
     References
     ----------
@@ -218,8 +250,38 @@ def train(
     run = _train_batched if s.batched else _train_looped
     with tqdm(total=s.epochs * (1 if s.batched else len(s.seeds)), disable=not progress, mininterval=0.5,
               desc=f"{s.arch.name} ({len(s.seeds)} trial{'s' * (len(s.seeds) > 1)})") as bar:
-        trained, models = run(s, engine, recorder, bar, keep_models)
+        try:
+            trained, models = run(s, engine, recorder, bar, keep_models)
+        except _NonFinite as stop:
+            _diverged(s, x, y, recorder, stop.epoch + 1, stop.n_trials or len(s.seeds), engine)
+    _diverged(s, x, y, recorder, max(trained) + 1, len(s.seeds), engine)
     return _package(s, x, y, recorder, trained, models, engine)
+
+
+def _first_nonfinite(recorder: Recorder, rows, n_records: int):
+    """``(epoch, trial)`` of the first non-finite loss among records ``0 .. n_records-1``, or None."""
+    bad = ~torch.isfinite(recorder.loss[rows, :n_records])
+    if not bool(bad.any()):
+        return None
+    epoch = int(bad.any(0).nonzero()[0, 0])
+    return epoch, int(bad[:, epoch].nonzero()[0, 0])
+
+
+def _diverged(s: _Setup, x, y, recorder: Recorder, n_records: int, n_trials: int, engine: str) -> None:
+    """Raise :class:`TrainingDiverged` if a loss of the first ``n_trials`` trials' first ``n_records``
+    records is not finite, with the records up to the first such epoch."""
+    found = _first_nonfinite(recorder, slice(0, n_trials), n_records)
+    if found is None:
+        return
+    epoch, trial = found
+    value = float(recorder.loss[trial, epoch])
+    recorder.truncate(epoch + 1, trials=n_trials)
+    part = _package(replace(s, seeds=s.seeds[:n_trials]), x, y, recorder, [epoch] * n_trials, None, engine)
+    raise TrainingDiverged(
+        f"training diverged at epoch {epoch} (trial {trial}, seed {s.seeds[trial]}, loss {value}, engine "
+        f"{engine!r}, {str(s.dtype).removeprefix('torch.')}); lower lr (got {s.lr:g}) or the initial gain "
+        f"or input scale; the records up to that epoch are on the exception's `.recording`",
+        epoch=epoch, trial=trial, loss=value, recording=part)
 
 
 @dataclass(frozen=True)
@@ -357,10 +419,17 @@ def _network(s: _Setup, k: int, device) -> nn.Module:
 
 
 def _stopper(s: _Setup, recorder: Recorder, rows):
-    """``stop(e)`` for the training loops: every trial of ``rows`` below ``stop_loss`` at a check epoch."""
-    if s.stop_loss is None:
-        return None
-    return lambda e: (e + 1) % fastpath.KERNEL_CHUNK == 0 and bool((recorder.loss[rows, e] < s.stop_loss).all())
+    """``stop(e)`` for the training loops, acting at check epochs (every ``KERNEL_CHUNK``): raises
+    :class:`_NonFinite` if a loss of ``rows`` so far is not finite, else says whether every trial of
+    ``rows`` is below ``stop_loss``."""
+    def stop(e):
+        if (e + 1) % fastpath.KERNEL_CHUNK:
+            return False
+        loss = recorder.loss[rows, e]
+        if not bool(torch.isfinite(loss).all()):  # NaN persists, inf turns to NaN: one epoch suffices
+            raise _NonFinite(e)
+        return s.stop_loss is not None and bool((loss < s.stop_loss).all())
+    return stop
 
 
 def _train_batched(s: _Setup, engine: str, recorder: Recorder, bar, keep_models: bool):
@@ -392,9 +461,15 @@ def _train_looped(s: _Setup, engine: str, recorder: Recorder, bar, keep_models: 
         with torch.random.fork_rng(devices=_cuda_index(s.device)):
             torch.manual_seed(seed)  # dropout masks
             rows = slice(k, k + 1)
-            ran = reference.run(model, X=s.X, Y=s.Y, spec=s.spec, lr=s.lr, epochs=s.epochs, optimizer=s.optimizer,
-                                batch_size=s.batch_size, full_batch=s.full_batch, recorder=recorder, seeds=(seed,),
-                                rows=rows, bar=bar, stop=_stopper(s, recorder, rows))
+            try:
+                ran = reference.run(model, X=s.X, Y=s.Y, spec=s.spec, lr=s.lr, epochs=s.epochs,
+                                    optimizer=s.optimizer, batch_size=s.batch_size, full_batch=s.full_batch,
+                                    recorder=recorder, seeds=(seed,), rows=rows, bar=bar,
+                                    stop=_stopper(s, recorder, rows))
+            except _NonFinite as stop:
+                raise _NonFinite(stop.epoch, k + 1) from None
+            if _first_nonfinite(recorder, rows, ran + 1) is not None:
+                raise _NonFinite(ran, k + 1)
             trained.append(ran)
             recorder.hold(rows, ran)
         if keep_models:
