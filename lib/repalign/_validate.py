@@ -50,16 +50,51 @@ def times(name: str, value) -> np.ndarray:
     return arr
 
 
-def integer(name: str, value, *, low: int = 1, meaning: str = "") -> int:
-    """``value`` as an int >= ``low`` (bools and floats rejected); the error names `name` and, if given, its meaning."""
+def integer(name: str, value, *, low: int = 1, high: int | None = None, meaning: str = "") -> int:
+    """``value`` as an int in ``[low, high]`` (bools and floats rejected); the error names `name` and, if
+    given, its meaning. ``high`` bounds the work a call can ask for (``None``: no upper bound)."""
     extra = f" ({meaning})" if meaning else ""
+    span = f"in [{low}, {high}]" if high is not None else f">= {low}"
     try:
         out = operator.index(value)
     except TypeError:
-        raise ValueError(f"`{name}` must be an integer >= {low}{extra}, got {value!r}") from None
-    if isinstance(value, bool) or out < low:
-        raise ValueError(f"`{name}` must be an integer >= {low}{extra}, got {value!r}")
+        raise ValueError(f"`{name}` must be an integer {span}{extra}, got {value!r}") from None
+    if isinstance(value, bool) or out < low or (high is not None and out > high):
+        raise ValueError(f"`{name}` must be an integer {span}{extra}, got {value!r}")
     return out
+
+
+def at_most(name: str, value, limit: float) -> np.ndarray:
+    """A finite value with ``|value| <= limit`` (bounded work for solvers and grids)."""
+    arr = finite_array(name, value)
+    if np.any(np.abs(arr) > limit):
+        raise ValueError(f"`{name}` must be at most {limit:g} in magnitude, got {value!r}")
+    return arr
+
+
+def tolerance(name: str, value) -> float:
+    """A solver tolerance: a finite number in ``(0, 1)``."""
+    try:
+        out = float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"`{name}` must be a number in (0, 1), got {value!r}") from None
+    if not 0 < out < 1:
+        raise ValueError(f"`{name}` must be a number in (0, 1), got {value!r}")
+    return out
+
+
+class WorkLimit:
+    """Wrap an ODE right-hand side ``fun(t, y, *args)`` so that more than ``limit`` evaluations raise a
+    ``RuntimeError`` that names ``what`` (bounded work whatever the input)."""
+
+    def __init__(self, fun, limit: int, what: str):
+        self.fun, self.limit, self.what, self.calls = fun, limit, what, 0
+
+    def __call__(self, *args):
+        self.calls += 1
+        if self.calls > self.limit:
+            raise RuntimeError(f"integration stopped after {self.limit} evaluations: {self.what}")
+        return self.fun(*args)
 
 
 def results_dir(env_var: str, subdir: str) -> Path:

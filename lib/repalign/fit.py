@@ -356,10 +356,17 @@ def _minimise_on_log_grid(sse, lo: float, hi: float) -> tuple[float, bool]:
     return log_rate, bool(res.success and not at_bound)
 
 
+MAX_GRID_PER_DECADE = 1000
+"""Finest search grid :func:`fit_rates` accepts, in points per decade of ``tau_h/tau_y``."""
+
+
 def _search_grid(z, bounds, grid_per_decade, search_records) -> tuple[float, float, np.ndarray]:
     """Check the search options of :func:`fit_rates`; the bounds and the log-spaced grid of ``tau_h/tau_y``."""
     lo, hi = _bounds("tau_h_over_tau_y_bounds", bounds)
     grid_per_decade = float(v.positive("grid_per_decade", grid_per_decade))
+    if grid_per_decade > MAX_GRID_PER_DECADE:
+        raise ValueError(f"`grid_per_decade` must be at most {MAX_GRID_PER_DECADE} (each grid point is a "
+                         f"solve of eq. 7), got {grid_per_decade!r}")
     if not isinstance(search_records, (int, np.integer)) or search_records < 3:
         raise ValueError(f"`search_records` must be an integer >= 3, got {search_records!r}")
     if z[0, 0] <= 0:

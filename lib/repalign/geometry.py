@@ -184,6 +184,10 @@ def pearson(a, b) -> float:
     return float(np.corrcoef(a, b)[0, 1])
 
 
+MDS_MAX_INIT = 1000
+"""Most random starts :func:`mds` accepts."""
+
+
 def mds(h, *, n_components: int = 3, seed: int, n_init: int = 4, max_iter: int = 300) -> np.ndarray:
     """Metric MDS of the rows of ``h`` (Euclidean dissimilarities), seeded: scikit-learn's SMACOF.
 
@@ -214,6 +218,8 @@ def mds(h, *, n_components: int = 3, seed: int, n_init: int = 4, max_iter: int =
     for name, value in (("n_components", n_components), ("n_init", n_init), ("max_iter", max_iter)):
         if not isinstance(value, (int, np.integer)) or value < 1:
             raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
+    if n_init > MDS_MAX_INIT:
+        raise ValueError(f"`n_init` must be at most {MDS_MAX_INIT} (each start is a full SMACOF run), got {n_init!r}")
     if not isinstance(seed, (int, np.integer)) or seed < 0:
         raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}")
     if h.shape[0] <= n_components:

@@ -112,6 +112,10 @@ def velocity(
     return LinearisedState(-2.0 * rate_h * g.d_h, -2.0 * rate_y * g.d_y, -rate_ybar * g.ybar)
 
 
+FLOW_MAX_EVALUATIONS = 100_000
+"""Evaluations of eq. (17) after which :func:`flow` gives up (some seconds of work)."""
+
+
 def flow(
     state0: LinearisedState,
     data: TwoPoints,
@@ -136,7 +140,10 @@ def flow(
     def fun(_, flat):
         return velocity(LinearisedState.unpack(flat, shape_h, shape_y), data, **rates).pack()
 
-    sol = solve_ivp(fun, (t[0], t[-1]), state0.pack(), t_eval=t, method="DOP853", rtol=rtol, atol=atol)
+    rtol, atol = v.tolerance("rtol", rtol), v.tolerance("atol", atol)
+    limited = v.WorkLimit(fun, FLOW_MAX_EVALUATIONS, "the explicit DOP853 steps are bounded by the fastest rate; "
+                                                   "shorten `t` (the flow converges long before) or lower the rates")
+    sol = solve_ivp(limited, (t[0], t[-1]), state0.pack(), t_eval=t, method="DOP853", rtol=rtol, atol=atol)
     if not sol.success:
         raise RuntimeError(f"integration of eq. (6) failed: {sol.message}")
     return [LinearisedState.unpack(col, shape_h, shape_y) for col in sol.y.T]

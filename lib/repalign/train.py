@@ -61,6 +61,10 @@ _DTYPES = {"float32": torch.float32, "float64": torch.float64, torch.float32: to
 
 
 
+MAX_TRIALS = 10_000
+"""Most trials one :func:`train` call accepts (each is a full network)."""
+
+
 class TrainingDiverged(FloatingPointError):
     """Training produced a non-finite loss (inf or NaN), on any engine.
 
@@ -159,7 +163,7 @@ def train(
     convention : {"paper", "code"}, keyword-only
         Read-out convention when ``layer`` is None (differs only for the dropout row).
     trials : int, optional, keyword-only
-        Number of independent trials (>= 1); default ``len(init)`` with ``init``, else 1. Ignored when
+        Number of independent trials (1 .. :data:`MAX_TRIALS`); default ``len(init)`` with ``init``, else 1. Ignored when
         ``seeds`` is given.
     seed : int, keyword-only
         Trial ``k`` uses seed ``seed + k`` unless ``seeds`` is given.
@@ -364,8 +368,10 @@ def _check_pair(pair, n_points) -> tuple[int, int]:
 def _check_seeds(trials, seed, seeds, init) -> tuple[int, ...]:
     if seeds is None:
         trials = (1 if init is None else len(init)) if trials is None else trials
-        trials = _check_int("trials", trials, 1)
+        trials = _check_int("trials", trials, 1, MAX_TRIALS)
         seeds = [_check_int("seed", seed, 0) + k for k in range(trials)]
+    if len(seeds) > MAX_TRIALS:
+        raise ValueError(f"`seeds` may hold at most {MAX_TRIALS} seeds (one per trial), got {len(seeds)}")
     seeds = tuple(_check_int("seeds", s, 0) for s in seeds)
     if not seeds:
         raise ValueError("`seeds` must contain at least one seed")

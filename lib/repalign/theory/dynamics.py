@@ -163,6 +163,13 @@ def jacobian(z, *, rate_h: float, rate_y: float, dx_sq: float, dy_target_sq: flo
     return _jacobian(0.0, z, *_params(rate_h, rate_y, dx_sq, dy_target_sq))
 
 
+SOLVE_MAGNITUDE_LIMIT = 1e15
+"""Largest magnitude :func:`solve` accepts for a time, rate, squared distance or state coordinate."""
+
+SOLVE_MAX_EVALUATIONS = 10**6
+"""Evaluations of the right-hand side after which :func:`solve` gives up (a few seconds of work)."""
+
+
 def solve(
     z0,
     t,
@@ -203,10 +210,12 @@ def solve(
     Raises
     ------
     ValueError
-        On bad arguments (see :func:`rhs`; ``t`` must be 1-D, finite and increasing), or if ``z0``
-        cannot come from any output vectors (``|dy_sq - w| > sqrt(dy_sq dy_target_sq)``).
+        On bad arguments (see :func:`rhs`; ``t`` must be 1-D, finite and increasing), if ``z0``
+        cannot come from any output vectors (``|dy_sq - w| > sqrt(dy_sq dy_target_sq)``), if a time,
+        rate, squared distance or state coordinate exceeds :data:`SOLVE_MAGNITUDE_LIMIT` in magnitude,
+        or if ``rtol`` or ``atol`` is not in ``(0, 1)``.
     RuntimeError
-        If the integrator fails.
+        If the integrator fails or needs more than :data:`SOLVE_MAX_EVALUATIONS` evaluations.
 
     Examples
     --------
@@ -217,6 +226,12 @@ def solve(
     z0 = _state("z0", z0)
     params = _params(rate_h, rate_y, dx_sq, dy_target_sq)
     t = v.times("t", t)
+    for name, value in (("z0", z0), ("t", t), ("rate_h", rate_h), ("rate_y", rate_y), ("dx_sq", dx_sq),
+                        ("dy_target_sq", dy_target_sq)):
+        v.at_most(name, value, SOLVE_MAGNITUDE_LIMIT)
+    rtol = v.tolerance("rtol", rtol)
+    if atol is not None:
+        atol = v.tolerance("atol", atol)
     if t[0] == t[-1]:
         return np.tile(z0, (t.size, 1))
     y0 = to_signed(z0, params[3])
@@ -224,7 +239,8 @@ def solve(
         nonzero = np.abs(y0[y0 != 0])
         atol = 1e-4 * rtol * min(1.0, nonzero.min() if nonzero.size else 1.0)
     jac = signed_jacobian if method in ("LSODA", "BDF", "Radau") else None
-    sol = solve_ivp(signed_rhs, (t[0], t[-1]), y0, t_eval=t, args=signed_args(*params), method=method, rtol=rtol,
+    fun = v.WorkLimit(signed_rhs, SOLVE_MAX_EVALUATIONS, "shorten `t` or use less extreme rates and states")
+    sol = solve_ivp(fun, (t[0], t[-1]), y0, t_eval=t, args=signed_args(*params), method=method, rtol=rtol,
                     atol=atol, jac=jac)
     if not sol.success or not np.all(np.isfinite(sol.y)):
         raise RuntimeError(f"integration of eq. (7) failed: {sol.message}")

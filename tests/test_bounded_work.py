@@ -1,0 +1,72 @@
+"""Issue 21, bounded work: extreme times, rates, sizes or tolerances get a clear error, never an hour."""
+import numpy as np
+import pytest
+
+from repalign import fit, geometry, linearised as lin, theory
+from repalign.data import two_point
+from repalign.profiles import TABLE1
+from repalign.train import MAX_TRIALS, train
+
+Z0 = [1e-3, 1e-6, 1e-6]
+RATES = dict(rate_h=1.0, rate_y=1.0, dx_sq=1.0, dy_target_sq=0.5)
+
+
+@pytest.mark.parametrize("name, change", [
+    ("t", dict(t=[0.0, 1e300])), ("rate_h", dict(rate_h=1e300)), ("rate_y", dict(rate_y=1e300)),
+    ("z0", dict(z0=[1e300, 1e-6, 1e-6])), ("dx_sq", dict(dx_sq=1e300)),
+])
+def test_solve_rejects_extreme_magnitudes_naming_the_argument(name, change):
+    kw = {"z0": Z0, "t": [0.0, 1e4], **RATES, **change}
+    with pytest.raises(ValueError, match=rf"`{name}` must be at most 1e\+15"):
+        theory.solve(kw.pop("z0"), kw.pop("t"), **kw)
+
+
+@pytest.mark.parametrize("name", ["rtol", "atol"])
+@pytest.mark.parametrize("bad", [float("nan"), 0.0, -1e-3, 2.0])
+def test_solve_rejects_bad_tolerances(name, bad):
+    with pytest.raises(ValueError, match=rf"`{name}` must be a number in \(0, 1\)"):
+        theory.solve(Z0, [0.0, 1e4], **RATES, **{name: bad})
+
+
+def test_solve_long_valid_time_is_bounded_and_reaches_the_fixed_point():
+    # independent check: the fixed point of eq. (7) from aligned outputs is dy_sq = dy_target_sq, w = 0
+    z = theory.solve(Z0, [0.0, 1e14], **RATES)
+    assert np.isfinite(z).all()
+    assert z[-1, 1] == pytest.approx(0.5, rel=1e-6) and abs(z[-1, 2]) < 1e-6
+
+
+def _two_points():
+    rng = np.random.default_rng(0)
+    return lin.TwoPoints(*(rng.normal(size=n) for n in (3, 3, 2, 2)))
+
+
+def test_flow_to_a_huge_time_stops_with_a_clear_error():
+    data = _two_points()
+    s0 = lin.aligned_init(data, 5, 0.3, seed=0, aligned=False)
+    with pytest.raises(RuntimeError, match=f"stopped after {lin.FLOW_MAX_EVALUATIONS} evaluations.*shorten `t`"):
+        lin.flow(s0, data, [0.0, 1e6], rate_h=1.0, rate_y=1.0, rate_ybar=1.0)
+
+
+def test_flow_rejects_nan_tolerance():
+    data = _two_points()
+    s0 = lin.aligned_init(data, 5, 0.3, seed=0)
+    with pytest.raises(ValueError, match="`rtol` must be a number in"):
+        lin.flow(s0, data, [0.0, 1.0], rate_h=1.0, rate_y=1.0, rate_ybar=1.0, rtol=float("nan"))
+
+
+def test_fit_rates_rejects_a_huge_grid():
+    z = theory.solve(Z0, np.linspace(0.0, 50.0, 51), **RATES)
+    with pytest.raises(ValueError, match=f"`grid_per_decade` must be at most {fit.MAX_GRID_PER_DECADE}"):
+        fit.fit_rates(np.arange(51.0), z, dx_sq=1.0, dy_target_sq=0.5, grid_per_decade=1e6)
+
+
+def test_train_rejects_too_many_trials():
+    d = two_point()
+    with pytest.raises(ValueError, match=rf"`trials` must be an integer in \[1, {MAX_TRIALS}\]"):
+        train(TABLE1["default"], d.x, d.y, trials=10**9, epochs=1, progress=False)
+
+
+def test_mds_rejects_too_many_starts():
+    h = np.random.default_rng(0).normal(size=(6, 4))
+    with pytest.raises(ValueError, match=f"`n_init` must be at most {geometry.MDS_MAX_INIT}"):
+        geometry.mds(h, seed=0, n_init=10**7)
