@@ -171,3 +171,15 @@ def test_xor_data_and_pairwise_run_against_eq10():
     assert r.relative_error().shape == (2,)
     with pytest.raises(ValueError, match="`tau_y_over_tau_h`"):
         experiments.run_pairwise("bad", arch, x, y, tau_y_over_tau_h=0.0, seeds=(0,))
+
+
+def test_plateau_loss_uses_the_recordings_own_targets():
+    """Other targets (y1 shifted by 3): the settled mean output is their mean, and the plateau is read there."""
+    arch = replace(profiles.TABLE1["default"], width=16, hidden_layers=4, lr=0.05)
+    d = data.two_point(y1=profiles.TWO_POINT["y1"] + 3.0)
+    rec = train.train(arch, d.x, d.y, epochs=400, progress=False)
+    value, i = experiments.plateau_loss(rec, settle=1e-3)
+    target = 0.5 * (d.y[0] + d.y[1])  # independent: the targets passed to train
+    term = 0.5 * np.sum((rec.mean_output[0] - target) ** 2, axis=-1)
+    assert term[i] < 1e-3 * d.dy_target_sq / 8 and np.all(term[:i] >= 1e-3 * d.dy_target_sq / 8)
+    assert value == rec.loss[0, i] and i < rec.n_records - 1  # the default targets' mean is never reached

@@ -141,3 +141,22 @@ def test_weighted_predictions_on_a_tiny_set():
     raw = geometry.low_weight_distances(x, y)
     np.testing.assert_allclose(p["eq50_code"], geometry.exponential_weighting(raw[[0, 2]], raw))
     assert p["eq50_normalised"].shape == (2, 2)
+
+
+# --- issue 21: numerically fragile formulas computed stably
+
+
+def test_sq_distances_survive_a_large_common_offset():
+    assert geometry.sq_distances([[1e8], [1e8 + 1]]).tolist() == [[0.0, 1.0], [1.0, 0.0]]
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(size=(5, 4)) + 1e7, rng.normal(size=(3, 4)) + 1e7
+    exact = ((a[:, None, :] - b[None, :, :]) ** 2).sum(-1)  # independent: explicit differences
+    np.testing.assert_allclose(geometry.sq_distances(a, b), exact, rtol=1e-8)
+
+
+def test_pearson_is_stable_for_very_large_and_small_values():
+    base = np.corrcoef([1.0, 2.0, 3.0, 5.0], [2.0, 4.0, 7.0, 1.0])[0, 1]  # independent, at unit scale
+    for scale in (1e160, 1e-200):
+        got = geometry.pearson(np.array([1.0, 2.0, 3.0, 5.0]) * scale, np.array([2.0, 4.0, 7.0, 1.0]) * scale)
+        assert got == pytest.approx(base, rel=1e-12)
+    assert geometry.pearson([1e8, 1e8 + 1, 1e8 + 3], [0.0, 1.0, 3.0]) == pytest.approx(1.0, rel=1e-12)

@@ -144,11 +144,20 @@ def plateau_loss(recording: Recording, trial: int = 0, *, settle: float = 1e-3) 
     ``dy_sq`` and ``w`` are still near 0. The record used is the first whose mean-output term
     ``1/2 ||ybar - ybar*||^2`` is below ``settle`` times ``dy_target_sq / 8``. Returns
     ``(loss, record index)``; the index is the last record if the mean output never settles.
+    ``ybar*`` is the mean of the recording's own tracked targets (``settings["target_mean"]``); a
+    recording made before that setting existed must come from the default two-point targets.
     """
-    d = data.two_point()
     s = recording.settings
+    if "target_mean" in s:
+        target = np.asarray(s["target_mean"], float)
+    else:
+        d = data.two_point()
+        if not np.isclose(s["dy_target_sq"], float(np.sum((d.y[1] - d.y[0]) ** 2))):
+            raise ValueError("`recording` has no settings['target_mean'] and other targets than the default "
+                             "two points; record it again with the current repalign.train")
+        target = 0.5 * (d.y[0] + d.y[1])
     mean = recording.mean_output[trial]
-    term = 0.5 * np.sum((mean - 0.5 * (d.y[0] + d.y[1])) ** 2, axis=-1)
+    term = 0.5 * np.sum((mean - target) ** 2, axis=-1)
     below = np.nonzero(term < settle * s["dy_target_sq"] / 8)[0]
     i = int(below[0]) if below.size else recording.n_records - 1
     return float(recording.loss[trial, i]), i

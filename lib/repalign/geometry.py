@@ -34,8 +34,10 @@ __all__ = ["sq_distances", "low_weight_distances", "exponential_weighting", "upp
 def sq_distances(a, b=None) -> np.ndarray:
     """Squared Euclidean distances between the rows of ``a`` (and of ``b``): (..., n, d) -> (..., n, m).
 
-    Computed through the Gram matrix (memory ``n m`` rather than ``n m d``), clipped at 0 and with an
-    exact zero diagonal when ``b`` is None.
+    Computed through the Gram matrix (memory ``n m`` rather than ``n m d``) of the rows centred on the
+    mean of ``a``'s rows (distances do not change under a common shift, and centring removes the
+    cancellation of large offsets, e.g. ``[[1e8], [1e8 + 1]]``), clipped at 0 and with an exact zero
+    diagonal when ``b`` is None.
 
     >>> sq_distances([[0.0, 0.0], [3.0, 4.0]]).tolist()
     [[0.0, 25.0], [25.0, 0.0]]
@@ -47,6 +49,9 @@ def sq_distances(a, b=None) -> np.ndarray:
     b = a if same else v.finite_array("b", b)
     if b.shape[-1] != a.shape[-1]:
         raise ValueError(f"`a` and `b` must have the same number of columns, got {a.shape[-1]} and {b.shape[-1]}")
+    centre = a.mean(-2, keepdims=True)
+    a = a - centre
+    b = a if same else b - centre
     na = (a * a).sum(-1)
     nb = na if same else (b * b).sum(-1)
     d = na[..., :, None] + nb[..., None, :] - 2.0 * a @ np.swapaxes(b, -1, -2)
@@ -172,6 +177,9 @@ def upper_entries(m, groups=None, *, between_groups: bool = False) -> np.ndarray
 def pearson(a, b) -> float:
     """Pearson's correlation coefficient of two equally long 1-D samples (each must vary).
 
+    :func:`scipy.stats.pearsonr`, which centres and rescales each sample first, so that very large or
+    very small values (1e160, 1e-200) neither overflow nor underflow.
+
     >>> pearson([1, 2, 3], [2, 4, 7]) > 0.98
     True
     """
@@ -181,7 +189,9 @@ def pearson(a, b) -> float:
         raise ValueError(f"`a` and `b` must be 1-D of the same length >= 2, got {a.shape} and {b.shape}")
     if np.ptp(a) == 0 or np.ptp(b) == 0:
         raise ValueError("`a` and `b` must both vary: Pearson's r is undefined for a constant sample")
-    return float(np.corrcoef(a, b)[0, 1])
+    from scipy.stats import pearsonr
+
+    return float(pearsonr(a, b).statistic)
 
 
 MDS_MAX_INIT = 1000

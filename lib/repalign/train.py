@@ -497,6 +497,7 @@ def _package(s: _Setup, x, y, recorder: Recorder, trained, models, engine: str) 
         "dtype": str(s.dtype).removeprefix("torch."), "device": str(s.device), "batched": s.batched,
         "engine": engine, "init": "seeds" if s.init is None else "given", "n_points": x.shape[0],
         "dx_sq": float(np.sum((x[j] - x[i]) ** 2)), "dy_target_sq": float(np.sum((y[j] - y[i]) ** 2)),
+        "target_mean": tuple(float(c) for c in 0.5 * (np.asarray(y[i], float) + np.asarray(y[j], float))),
     })
     return Recording(epochs=epochs_arr, dh_sq=dh, dy_sq=dy, w=w, loss=loss, mean_output=mean, layer=s.layers,
                      seeds=s.seeds, settings=settings, models=models)
