@@ -32,3 +32,27 @@ def test_dataset_rejects_mismatched_arrays_and_clashing_meta():
         Dataset(np.zeros((3, 1)), np.zeros((2, 1)), "bad")
     with pytest.raises(ValueError, match="must not redefine"):
         Dataset(np.zeros((2, 1)), np.zeros((2, 1)), "bad", {"x": 1})
+
+
+# --- issue 21: degenerate but valid inputs give defined values or clear errors
+
+
+def test_blobs_small_variance_has_no_nan():
+    from repalign import data as _data
+
+    d = _data.blobs(variance=1e-4)
+    assert np.isfinite(d.x).all()
+    np.testing.assert_allclose(d.images.sum(axis=(1, 2)), 1.0, rtol=1e-12)
+    # independent: at this variance each image is (nearly) one pixel, the one nearest its centre
+    assert (d.images.reshape(len(d.images), -1).max(axis=1) > 0.99).mean() > 0.1
+
+
+@pytest.mark.parametrize("name", ["dx_sq", "dy_target_sq"])
+def test_two_point_rejects_distances_its_points_cannot_carry(name):
+    from repalign import data as _data
+
+    with pytest.raises(ValueError, match=rf"`{name}` = 1e-40 is below float64's resolution.*>= 4.93e-20"):
+        _data.two_point(**{name: 1e-40})
+    d = _data.two_point(**{name: 1e-12})
+    pts = d.x if name == "dx_sq" else d.y
+    assert float(np.sum((pts[1] - pts[0]) ** 2)) == pytest.approx(1e-12, rel=1e-6)

@@ -11,6 +11,7 @@ The released code, which made the published figures, places the points at inputs
 from __future__ import annotations
 
 import numpy as np
+from scipy.special import softmax
 
 from . import _validate as v
 from ._mnist import MNISTChecksumError, MNISTUnavailableError, mnist
@@ -60,7 +61,9 @@ def two_point(
     Raises
     ------
     ValueError
-        If ``dx_sq <= 0``, ``dy_target_sq < 0``, ``x1`` or ``y1`` is not finite, or a dimension is < 1.
+        If ``dx_sq <= 0``, ``dy_target_sq < 0``, ``x1`` or ``y1`` is not finite, a dimension is < 1, or
+        a distance is too small for float64 points next to ``x1`` (``y1``) to carry it to 1e-6 (about
+        ``dim * (1e6 * spacing(max(|x1|, 1)))**2``, 5e-20 for the defaults).
 
     References
     ----------
@@ -81,6 +84,13 @@ def two_point(
     x[1] += np.sqrt(dx_sq / input_dim)
     y = np.full((2, output_dim), y1)
     y[1] += np.sqrt(dy_target_sq / output_dim)
+    for name, value, pts, start in (("dx_sq", dx_sq, x, x1), ("dy_target_sq", dy_target_sq, y, y1)):
+        got = float(np.sum((pts[1] - pts[0]) ** 2))
+        # below `smallest`, rounding the second point next to `start` can change the distance by > 1e-6
+        smallest = pts.shape[1] * (1e6 * np.spacing(max(abs(start), 1.0))) ** 2
+        if value > 0 and (value < smallest or not abs(got - value) <= 1e-6 * value):
+            raise ValueError(f"`{name}` = {value!r} is below float64's resolution next to {start!r} (the points "
+                             f"would be {got!r} apart); use `{name}` >= {smallest:.3g}")
     read_only(x, y)
     return Dataset(x, y, "two_point", {"dx_sq": dx_sq, "dy_target_sq": dy_target_sq})
 
@@ -167,9 +177,10 @@ def blobs(n_centres: int = 30, pixels: int = 5, *, variance: float = 1.0) -> Dat
     centres = np.linspace(-1.0, 1.0, n)
     grid = np.linspace(-1.0, 1.0, p)
     mx, my = (a.ravel() for a in np.meshgrid(centres, centres, indexing="ij"))  # mu_x varies slowest
-    img = np.exp(-((grid[None, None, :] - mx[:, None, None]) ** 2 + (grid[None, :, None] - my[:, None, None]) ** 2)
-                 / (2.0 * variance))  # [point, row (y), column (x)]
-    img /= img.sum(axis=(1, 2), keepdims=True)
+    # exp(-r^2 / (2 variance)) / sum, as a softmax (shifted by its maximum) so that a small variance does
+    # not underflow every pixel to 0 and divide 0 by 0
+    img = softmax(-((grid[None, None, :] - mx[:, None, None]) ** 2 + (grid[None, :, None] - my[:, None, None]) ** 2)
+                  / (2.0 * variance), axis=(1, 2))  # [point, row (y), column (x)]
     m = n * n
     context = np.repeat([0, 1], m)
     onehot = np.eye(2)[context]
