@@ -50,3 +50,12 @@ def test_bad_arguments():
         fa.fit_system(T, Z[:, :2], "eq. (7)", DX, DY, starts=STARTS)
     with pytest.raises(ValueError, match="strictly increasing"):
         fa.fit_system(T[::-1], Z, "eq. (7)", DX, DY, starts=STARTS)
+
+
+def test_fit_system_rejects_a_negative_target_distance():
+    import pytest as _pytest
+
+    from repalign import falsification as _f
+
+    with _pytest.raises(ValueError, match="`dy_target_sq` is a squared distance and must be >= 0"):
+        _f.fit_system(T, Z, list(_f.SYSTEMS)[0], DX, -DY, starts=[(RH, RY)])

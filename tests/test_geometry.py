@@ -160,3 +160,25 @@ def test_pearson_is_stable_for_very_large_and_small_values():
         got = geometry.pearson(np.array([1.0, 2.0, 3.0, 5.0]) * scale, np.array([2.0, 4.0, 7.0, 1.0]) * scale)
         assert got == pytest.approx(base, rel=1e-12)
     assert geometry.pearson([1e8, 1e8 + 1, 1e8 + 3], [0.0, 1.0, 3.0]) == pytest.approx(1.0, rel=1e-12)
+
+
+def test_degenerate_inputs_give_defined_values_not_nan():
+    h = np.ones((4, 3))  # every point coincides
+    f1, f2 = np.repeat([0, 1], 2), np.tile([0, 1], 2)
+    assert geometry.collinearity(h) == 1.0 and geometry.collinearity(np.ones((2, 4, 3))).tolist() == [1.0, 1.0]
+    assert geometry.feature_shares(h, [f1, f2]).tolist() == [[0.0, 0.0]]
+    assert geometry.context_gap(h, [0, 0, 1, 1], [0, 1, 0, 1]) == 0.0
+    # exponential weighting with weights that underflow exp(): the softmax keeps each row an average
+    d = np.array([[0.0, 1e4], [1e4, 0.0]]) + 1e4
+    p = geometry.exponential_weighting(d, normalise=True)
+    np.testing.assert_allclose(p, d)  # independent: E = identity after normalising, so P = D
+
+
+def test_normalised_exponential_weighting_matches_the_direct_formula():
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(20, 20))
+    d = x + x.T
+    np.fill_diagonal(d, 0.0)
+    e = np.exp(-d / 0.7)
+    e /= e.sum(1, keepdims=True)
+    np.testing.assert_allclose(geometry.exponential_weighting(d, scale=0.7, normalise=True), e @ d @ e.T, rtol=1e-13)

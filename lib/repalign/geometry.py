@@ -142,9 +142,12 @@ def exponential_weighting(d, d_ref=None, *, scale: float = 1.0, normalise: bool 
             raise ValueError(f"`d_ref` must have shape ({d.shape[1]}, {d.shape[1]}) to match `d` {d.shape}, "
                              f"got {d_ref.shape}")
     scale = float(v.positive("scale", scale))
-    e = np.exp(-d / scale)
-    if normalise:
-        e /= e.sum(axis=1, keepdims=True)  # every row holds exp(0) = 1 or more when i is a reference
+    if normalise:  # a softmax per row: shifted by the row's smallest distance, so no row underflows to 0 / 0
+        from scipy.special import softmax
+
+        e = softmax(-d / scale, axis=1)
+    else:
+        e = np.exp(-d / scale)
     return e @ d_ref @ e.T
 
 
@@ -250,7 +253,8 @@ def feature_shares(h, features, context=None) -> np.ndarray:
     share of feature ``f`` in context ``c`` is ``sum_points ||mean_{same f value} h - mean h||^2 /
     sum_points ||h - mean h||^2``: the main effect of ``f`` in an analysis of variance. It is 0 when
     the representation does not change along ``f`` (collapsed) and 1 when it changes only along ``f``.
-    On a full grid with additive structure the shares of all features sum to 1.
+    On a full grid with additive structure the shares of all features sum to 1. A context whose points
+    all coincide gets shares 0 (it changes along no feature).
 
     Parameters
     ----------
@@ -293,7 +297,9 @@ def feature_shares(h, features, context=None) -> np.ndarray:
             for value in np.unique(fc):
                 m = fc == value
                 effect[..., m, :] = centred[..., m, :].mean(-2, keepdims=True)
-            shares.append((effect ** 2).sum((-2, -1)) / total)
+            # a collapsed context (no variance at all) changes along no feature: share 0, not 0 / 0
+            shares.append(np.divide((effect ** 2).sum((-2, -1)), total, out=np.zeros_like(total),
+                                    where=total > 0))
         out.append(np.stack(shares, -1))
     return np.stack(out, -2)
 
@@ -301,7 +307,8 @@ def feature_shares(h, features, context=None) -> np.ndarray:
 def collinearity(h) -> np.ndarray:
     """Fraction of the variance of the rows of ``h`` along their first principal component.
 
-    1 when all points lie on one line. ``h`` may have a leading trial axis: (..., n, d) -> (...).
+    1 when all points lie on one line, including the degenerate case of coincident points (no
+    variance). ``h`` may have a leading trial axis: (..., n, d) -> (...).
 
     >>> round(float(collinearity([[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]])), 6)
     1.0
@@ -312,7 +319,9 @@ def collinearity(h) -> np.ndarray:
     c = h - h.mean(-2, keepdims=True)
     s = np.linalg.svd(c, compute_uv=False)
     var = s ** 2
-    return var[..., 0] / var.sum(-1)
+    total = var.sum(-1)
+    out = np.divide(var[..., 0], total, out=np.ones_like(total), where=total > 0)
+    return out if out.ndim else out[()]
 
 
 def context_gap(h, context, target) -> np.ndarray:
@@ -321,7 +330,8 @@ def context_gap(h, context, target) -> np.ndarray:
     ``mean_v mean_{a in A_v, b in B_v} ||h_a - h_b||^2 / mean_{a, b} ||h_a - h_b||^2``, where ``A_v``
     and ``B_v`` are the points of context 0 and of context 1 with target ``v``. It is 0 when the two
     contexts' representations coincide (one shared line in Fig. 12) and about 1 or more when the
-    contexts are as far apart as any two points. ``h`` may have a leading trial axis.
+    contexts are as far apart as any two points; 0 also when all points coincide. ``h`` may have a
+    leading trial axis.
 
     >>> h = np.array([[0.0], [1.0], [0.0], [1.0]])
     >>> float(context_gap(h, [0, 0, 1, 1], [0, 1, 0, 1]))
@@ -350,4 +360,7 @@ def context_gap(h, context, target) -> np.ndarray:
         gaps.append(((a.mean(-2) - b.mean(-2)) ** 2).sum(-1) + spread(a) + spread(b))
     if not gaps:
         raise ValueError("no target value occurs in both contexts")
-    return np.mean(gaps, axis=0) / (2.0 * spread(h))
+    total = np.asarray(2.0 * spread(h))
+    gap = np.asarray(np.mean(gaps, axis=0))
+    out = np.divide(gap, total, out=np.zeros_like(total), where=total > 0)  # coincident points: no gap
+    return out if out.ndim else out[()]
