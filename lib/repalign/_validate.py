@@ -64,6 +64,23 @@ def integer(name: str, value, *, low: int = 1, high: int | None = None, meaning:
     return out
 
 
+def flag(name: str, value) -> bool:
+    """A real bool (``True``/``False`` or a numpy bool): strings such as ``'no'`` would be truthy, so
+    anything else raises ``TypeError``."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}")
+    return bool(value)
+
+
+def seed(name: str, value) -> int:
+    """A required seed: an int >= 0; ``None`` (unseeded) and other types raise ``TypeError``."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"`{name}` must be an integer >= 0 (a seed is required), got {value!r}")
+    if value < 0:
+        raise ValueError(f"`{name}` must be an integer >= 0, got {value!r}")
+    return int(value)
+
+
 def at_most(name: str, value, limit: float) -> np.ndarray:
     """A finite value with ``|value| <= limit`` (bounded work for solvers and grids)."""
     arr = finite_array(name, value)

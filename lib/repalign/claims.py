@@ -193,7 +193,7 @@ def for_chapter(chapter: str, *, profile: str | None = None):
     """
     if not isinstance(chapter, str) or not chapter.strip():
         raise ValueError(f"`chapter` must be a non-empty string, got {chapter!r}")
-    profile = profiles.current() if profile is None else profile
+    profile = profiles.current() if profile is None else profiles._check(profile, "`profile`")
     path = claims_dir() / f"{chapter}.json"
     if path.exists():
         _update(path, lambda rows: [r for r in rows if r["profile"] != profile])

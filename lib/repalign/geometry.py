@@ -142,7 +142,7 @@ def exponential_weighting(d, d_ref=None, *, scale: float = 1.0, normalise: bool 
             raise ValueError(f"`d_ref` must have shape ({d.shape[1]}, {d.shape[1]}) to match `d` {d.shape}, "
                              f"got {d_ref.shape}")
     scale = float(v.positive("scale", scale))
-    if normalise:  # a softmax per row: shifted by the row's smallest distance, so no row underflows to 0 / 0
+    if v.flag("normalise", normalise):  # a softmax per row: shifted by the row's smallest distance, so no row underflows to 0 / 0
         from scipy.special import softmax
 
         e = softmax(-d / scale, axis=1)
@@ -233,8 +233,7 @@ def mds(h, *, n_components: int = 3, seed: int, n_init: int = 4, max_iter: int =
             raise ValueError(f"`{name}` must be an integer >= 1, got {value!r}")
     if n_init > MDS_MAX_INIT:
         raise ValueError(f"`n_init` must be at most {MDS_MAX_INIT} (each start is a full SMACOF run), got {n_init!r}")
-    if not isinstance(seed, (int, np.integer)) or seed < 0:
-        raise ValueError(f"`seed` must be an integer >= 0, got {seed!r}")
+    seed = v.seed("seed", seed)
     if h.shape[0] <= n_components:
         raise ValueError(f"`h` needs more rows than `n_components` ({n_components}), got {h.shape[0]}")
     emb = MDS(n_components=n_components, metric_mds=True, n_init=n_init, init="random", max_iter=max_iter,

@@ -292,6 +292,10 @@ def current() -> str:
 
 
 def _check(name: str, what: str) -> str:
+    # rejected rather than normalised: profile names are stored in claim records and compared exactly,
+    # so 'PAPER' accepted here but compared elsewhere would split one profile's records in two
+    if not isinstance(name, str):
+        raise TypeError(f"{what} must be one of {', '.join(PROFILES)} (a string); got {name!r}")
     if name not in PROFILES:
         raise ValueError(f"{what} must be one of {', '.join(PROFILES)}; got {name!r}. "
                          f"Use e.g. `{ENV_VAR}=quick jupyter-book build .`")

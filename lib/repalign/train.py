@@ -244,6 +244,8 @@ def train(
     >>> bool((again.dy_sq == rec.dy_sq).all())
     True
     """
+    progress, keep_models = v.flag("progress", progress), v.flag("keep_models", keep_models)
+    batched = v.flag("batched", batched)
     s = _setup(arch, x, y, layer=layer, convention=convention, trials=trials, seed=seed, seeds=seeds, lr=lr,
                epochs=epochs, optimizer=optimizer, batch_size=batch_size, pair=pair, dtype=dtype, device=device,
                batched=batched, stop_loss=stop_loss, init=init)
@@ -369,7 +371,7 @@ def _check_seeds(trials, seed, seeds, init) -> tuple[int, ...]:
     if seeds is None:
         trials = (1 if init is None else len(init)) if trials is None else trials
         trials = _check_int("trials", trials, 1, MAX_TRIALS)
-        seeds = [_check_int("seed", seed, 0) + k for k in range(trials)]
+        seeds = [v.seed("seed", seed) + k for k in range(trials)]
     if len(seeds) > MAX_TRIALS:
         raise ValueError(f"`seeds` may hold at most {MAX_TRIALS} seeds (one per trial), got {len(seeds)}")
     seeds = tuple(_check_int("seeds", s, 0) for s in seeds)
