@@ -182,7 +182,7 @@ def test_recording_is_read_only():
     ({"pair": (0, 1, 1)}, "`pair` must be two point indices"),
     ({"pair": 1}, "`pair` must be two point indices"),
     ({"layer": 7}, "`layer` must be None, 'all' or an integer in \\[1, 6\\]"),
-    ({"trials": 0}, "`trials` must be an integer >= 1"),
+    ({"trials": 0}, "`trials` must be an integer in \\[1, 10000\\]"),
     ({"seeds": [1, -2]}, "`seeds` must be an integer >= 0"),
     ({"dtype": "float16"}, "`dtype` must be 'float32' or 'float64'"),
     ({"device": "tpu"}, "`device` must be 'cpu' or 'cuda'"),
