@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from repalign import fit, geometry, linearised as lin, theory
+from repalign import fit, geometry, theory
+from repalign import linearised as lin
 from repalign.data import two_point
 from repalign.profiles import TABLE1
 from repalign.train import MAX_TRIALS, train
@@ -70,3 +71,8 @@ def test_mds_rejects_too_many_starts():
     h = np.random.default_rng(0).normal(size=(6, 4))
     with pytest.raises(ValueError, match=f"`n_init` must be at most {geometry.MDS_MAX_INIT}"):
         geometry.mds(h, seed=0, n_init=10**7)
+
+
+def test_final_distance_overflow_is_an_error():
+    with pytest.raises(ValueError, match="eq. \\(10\\) overflows float64"):
+        theory.final_distance(1e300, 0.0, **RATES)

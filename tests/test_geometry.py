@@ -182,3 +182,10 @@ def test_normalised_exponential_weighting_matches_the_direct_formula():
     e = np.exp(-d / 0.7)
     e /= e.sum(1, keepdims=True)
     np.testing.assert_allclose(geometry.exponential_weighting(d, scale=0.7, normalise=True), e @ d @ e.T, rtol=1e-13)
+
+
+def test_overflowing_inputs_raise_instead_of_returning_inf():
+    with pytest.raises(ValueError, match="overflow float64; rescale"):
+        geometry.sq_distances([[1e300], [0.0]])
+    with pytest.raises(ValueError, match="`h` overflows float64"):
+        geometry.collinearity([[1e300], [0.0]])

@@ -55,6 +55,8 @@ def sq_distances(a, b=None) -> np.ndarray:
     na = (a * a).sum(-1)
     nb = na if same else (b * b).sum(-1)
     d = na[..., :, None] + nb[..., None, :] - 2.0 * a @ np.swapaxes(b, -1, -2)
+    if not np.isfinite(d).all():
+        raise ValueError("the squared distances of `a` (and `b`) overflow float64; rescale the points")
     np.maximum(d, 0.0, out=d)
     if same:
         idx = np.arange(a.shape[-2])
@@ -142,7 +144,8 @@ def exponential_weighting(d, d_ref=None, *, scale: float = 1.0, normalise: bool 
             raise ValueError(f"`d_ref` must have shape ({d.shape[1]}, {d.shape[1]}) to match `d` {d.shape}, "
                              f"got {d_ref.shape}")
     scale = float(v.positive("scale", scale))
-    if v.flag("normalise", normalise):  # a softmax per row: shifted by the row's smallest distance, so no row underflows to 0 / 0
+    # normalised: a softmax per row, shifted by the row's smallest distance, so no row underflows to 0 / 0
+    if v.flag("normalise", normalise):
         from scipy.special import softmax
 
         e = softmax(-d / scale, axis=1)
@@ -319,6 +322,8 @@ def collinearity(h) -> np.ndarray:
     s = np.linalg.svd(c, compute_uv=False)
     var = s ** 2
     total = var.sum(-1)
+    if not np.isfinite(total).all():
+        raise ValueError("the variance of `h` overflows float64; rescale `h`")
     out = np.divide(var[..., 0], total, out=np.ones_like(total), where=total > 0)
     return out if out.ndim else out[()]
 

@@ -163,7 +163,8 @@ def train(
     convention : {"paper", "code"}, keyword-only
         Read-out convention when ``layer`` is None (differs only for the dropout row).
     trials : int, optional, keyword-only
-        Number of independent trials (1 .. :data:`MAX_TRIALS`); default ``len(init)`` with ``init``, else 1. Ignored when
+        Number of independent trials (1 .. :data:`MAX_TRIALS`); default ``len(init)`` with ``init``, else 1.
+        Ignored when
         ``seeds`` is given.
     seed : int, keyword-only
         Trial ``k`` uses seed ``seed + k`` unless ``seeds`` is given.

@@ -74,7 +74,11 @@ def final_distance(dh_sq0, dy_sq0, *, rate_h, rate_y, dx_sq, dy_target_sq) -> Fi
     tau_y_over_tau_h = v.positive("rate_h", rate_h) / v.positive("rate_y", rate_y)
     a_high = dh_sq0 - tau_y_over_tau_h * dx_sq * dy_sq0 / dh_sq0
     a_low = np.sqrt(tau_y_over_tau_h * dx_sq * dy_target_sq)
-    return FinalDistance(_stable_root(a_high, a_low), a_high, a_low)
+    out = FinalDistance(_stable_root(a_high, a_low), a_high, a_low)
+    if not all(np.isfinite(x).all() for x in out):
+        raise ValueError("eq. (10) overflows float64 for these `dh_sq0`, `dy_sq0`, rates and distances; "
+                         "rescale them (only their ratios matter up to the time scale)")
+    return out
 
 
 def _stable_root(a_high, a_low):
