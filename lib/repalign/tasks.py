@@ -68,7 +68,7 @@ def _one_torch_thread(function):
 
 # --- experiments ------------------------------------------------------------------------------------------
 
-@register("two_point", version=1, chapter="02_universal_dynamics")
+@register("two_point", version=2, chapter="02_universal_dynamics")
 @_one_torch_thread
 def _two_point(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     seeds = _seeds(spec)
