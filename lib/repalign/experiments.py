@@ -24,8 +24,8 @@ from .tables import markdown_table
 from .train import Recording, train
 
 __all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "plateau_epochs", "summary_markdown", "DistanceGrid",
-           "distance_grid", "LayerFits", "fit_layers", "PairwiseRun", "pairwise_distances", "run_pairwise",
-           "BlobRun", "run_blobs", "representations", "sorted_first", "weighted_predictions"]
+           "stop_records", "distance_grid", "LayerFits", "fit_layers", "PairwiseRun", "pairwise_distances",
+           "run_pairwise", "BlobRun", "run_blobs", "representations", "sorted_first", "weighted_predictions"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -211,6 +211,15 @@ class DistanceGrid:
         return float(np.median(np.abs(m - p) / p)) if m.size else float("nan")
 
 
+def stop_records(recording: Recording, stop_loss: float) -> np.ndarray:
+    """Per trial, the record a Fig. 5 cell reads: the first whose loss is below `stop_loss`, else the last.
+
+    Returns an int array of shape (trials,).
+    """
+    below = recording.loss < stop_loss
+    return np.where(below.any(1), below.argmax(1), recording.n_records - 1)
+
+
 def distance_grid(
     arch: Architecture,
     tau_y_over_tau_h: float,
@@ -251,9 +260,7 @@ def distance_grid(
         rec = train(arch, d.x, d.y, seeds=seeds, lr=lr, epochs=epochs, stop_loss=stop_loss, progress=progress)
         pred = theory.final_distance(rec.dh_sq[:, 0], rec.dy_sq[:, 0], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h,
                                      dx_sq=a, dy_target_sq=b).distance
-        for k, s in enumerate(rec.seeds):
-            below = np.nonzero(rec.loss[k] < stop_loss)[0]
-            i = int(below[0]) if below.size else rec.n_records - 1
+        for k, (s, i) in enumerate(zip(rec.seeds, stop_records(rec, stop_loss))):
             rows.append((a, b, s, rec.dh_sq[k, i], float(pred[k]), rec.loss[k, -1], rec.settings["epochs_trained"][k]))
     cols = [np.array(c) for c in zip(*rows)]
     return DistanceGrid(arch.name, tau_y_over_tau_h, cols[0], cols[1], cols[2].astype(int), cols[3], cols[4], cols[5],

@@ -116,9 +116,7 @@ def _grid_cell(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     d = data.two_point(spec["dx_sq"], spec["dy_target_sq"])
     rec = train.train(arch, d.x, d.y, seeds=seeds, lr=spec["lr"], epochs=spec["epochs"], stop_loss=spec["stop_loss"],
                       dtype=spec["dtype"], device=spec["device"], progress=False)
-    below = rec.loss < spec["stop_loss"]
-    # distance_grid's reading: the first record below the stopping loss, else the last record
-    index = np.where(below.any(1), below.argmax(1), rec.n_records - 1)
+    index = experiments.stop_records(rec, spec["stop_loss"])
     return {"seeds": np.array(rec.seeds), "measured": rec.dh_sq[np.arange(len(seeds)), index],
             "dh_sq0": rec.dh_sq[:, 0], "dy_sq0": rec.dy_sq[:, 0], "final_loss": rec.loss[:, -1],
             "epochs_trained": np.asarray(rec.settings["epochs_trained"])}
