@@ -66,6 +66,51 @@ def _one_torch_thread(function):
     return pinned
 
 
+# --- stored forms -----------------------------------------------------------------------------------------
+
+# The stored form of a Recording and of its eq. (7) fits, shared by every task that keeps them.
+
+def _recording_arrays(rec: train.Recording) -> dict[str, np.ndarray]:
+    """``rec`` (without its models) as plain arrays; :func:`_recording` reads them back."""
+    return {"seeds": np.array(rec.seeds), "epochs": rec.epochs, "dh_sq": rec.dh_sq, "dy_sq": rec.dy_sq, "w": rec.w,
+            "loss": rec.loss, "mean_output": rec.mean_output, "layer": np.array(rec.layer),
+            "settings_json": np.array(json.dumps(dict(rec.settings), sort_keys=True))}
+
+
+def _settings(arrays: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    """The Recording settings stored in ``arrays["settings_json"]`` (lists read back as tuples)."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(str(arrays["settings_json"])).items()}
+
+
+def _recording(a: Mapping[str, np.ndarray], settings: Mapping[str, Any] | None = None) -> train.Recording:
+    """The :class:`repalign.train.Recording` stored by :func:`_recording_arrays` (``models`` None)."""
+    settings = _settings(a) if settings is None else settings
+    return train.Recording(a["epochs"], a["dh_sq"], a["dy_sq"], a["w"], a["loss"], a["mean_output"], int(a["layer"]),
+                           tuple(int(s) for s in a["seeds"]), MappingProxyType(dict(settings)))
+
+
+def _fit_arrays(fits, loss_fits=None) -> dict[str, np.ndarray]:
+    """The eq. (7) fits of every trial (and the loss fits of eq. (9), if given) as plain arrays:
+    ``rates`` holds ``rate_h, rate_y`` (and ``rate_ybar``) per trial; :func:`_fits` reads them back."""
+    out = {"rates": np.array([[f.rate_h, f.rate_y] for f in fits]), "errors": np.array([f.error for f in fits]),
+           "z_theory": np.stack([f.z_theory for f in fits]), "z0": np.stack([f.z0 for f in fits]),
+           "fit_success": np.array([f.success for f in fits]), "projected": np.array([f.projected for f in fits]),
+           "fit_message": np.array([f.message for f in fits])}
+    if loss_fits is not None:
+        out["rates"] = np.array([[f.rate_h, f.rate_y, lf.rate_ybar] for f, lf in zip(fits, loss_fits)])
+        out.update({"loss_errors": np.array([f.error for f in loss_fits]),
+                    "loss_theory": np.stack([f.loss_theory for f in loss_fits]),
+                    "loss_fit_success": np.array([f.success for f in loss_fits])})
+    return out
+
+
+def _fits(a: Mapping[str, np.ndarray]) -> list[fit.RateFit]:
+    """The :class:`repalign.fit.RateFit` of every trial stored by :func:`_fit_arrays`."""
+    return [fit.RateFit(float(r[0]), float(r[1]), z, float(e), bool(ok), z0, bool(pr), str(m))
+            for r, z, e, ok, z0, pr, m in zip(a["rates"], a["z_theory"], a["errors"], a["fit_success"], a["z0"],
+                                              a["projected"], a["fit_message"])]
+
+
 # --- experiments ------------------------------------------------------------------------------------------
 
 @register("two_point", version=2, chapter="02_universal_dynamics")
@@ -75,18 +120,7 @@ def _two_point(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     run = experiments.run_two_point(spec["name"], profile=spec["profile"], trials=len(seeds), seed=seeds[0],
                                     optimizer=spec["optimizer"], lr=spec["lr"], epochs=spec["epochs"],
                                     dtype=spec["dtype"], device=spec["device"], progress=False)
-    rec = run.recording
-    return {
-        "seeds": np.array(rec.seeds), "epochs": rec.epochs, "dh_sq": rec.dh_sq, "dy_sq": rec.dy_sq, "w": rec.w,
-        "loss": rec.loss, "mean_output": rec.mean_output, "layer": np.array(rec.layer),
-        "settings_json": np.array(json.dumps(dict(rec.settings), sort_keys=True)),
-        "rates": run.rates, "errors": run.errors, "loss_errors": np.array([f.error for f in run.loss_fits]),
-        "z_theory": np.stack([f.z_theory for f in run.fits]), "z0": np.stack([f.z0 for f in run.fits]),
-        "fit_success": np.array([f.success for f in run.fits]), "projected": np.array([f.projected for f in run.fits]),
-        "fit_message": np.array([f.message for f in run.fits]),
-        "loss_theory": np.stack([f.loss_theory for f in run.loss_fits]),
-        "loss_fit_success": np.array([f.success for f in run.loss_fits]),
-    }
+    return {**_recording_arrays(run.recording), **_fit_arrays(run.fits, run.loss_fits)}
 
 
 def two_point_run(result) -> experiments.TwoPointRun:
@@ -95,16 +129,10 @@ def two_point_run(result) -> experiments.TwoPointRun:
     a, spec = result.arrays, result.task.spec
     if result.task.experiment != "two_point":
         raise ValueError(f"`result` must be of a two_point task, got {result.task.experiment!r}")
-    settings = {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(str(a["settings_json"])).items()}
-    rec = train.Recording(a["epochs"], a["dh_sq"], a["dy_sq"], a["w"], a["loss"], a["mean_output"], int(a["layer"]),
-                          tuple(int(s) for s in a["seeds"]), MappingProxyType(settings))
-    fits = [fit.RateFit(float(r[0]), float(r[1]), z, float(e), bool(ok), z0, bool(pr), str(m))
-            for r, z, e, ok, z0, pr, m in zip(a["rates"], a["z_theory"], a["errors"], a["fit_success"], a["z0"],
-                                              a["projected"], a["fit_message"])]
     loss_fits = [fit.LossFit(float(r[2]), lt, float(e), bool(ok))
                  for r, lt, e, ok in zip(a["rates"], a["loss_theory"], a["loss_errors"], a["loss_fit_success"])]
     arch = profiles.architecture(spec["name"], spec["profile"])
-    return experiments.TwoPointRun(spec["name"], arch, rec, fits, loss_fits,
+    return experiments.TwoPointRun(spec["name"], arch, _recording(a), _fits(a), loss_fits,
                                    float(result.provenance.get("wall_seconds", np.nan)))
 
 
@@ -231,3 +259,4 @@ def plan(profile: str | None = None, chapter: str | int | None = None, *, dtype:
         out[key] = [t for t in chapter_tasks(key, profile, dtype=dtype, device=device)
                     if not (t in seen or seen.add(t))]
     return out
+
