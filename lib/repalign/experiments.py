@@ -25,7 +25,8 @@ from .train import Recording, train
 
 __all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "plateau_epochs", "summary_markdown", "DistanceGrid",
            "stop_records", "distance_grid", "LayerFits", "fit_layers", "PairwiseRun", "pairwise_distances",
-           "run_pairwise", "BlobRun", "run_blobs", "representations", "sorted_first", "weighted_predictions"]
+           "run_pairwise", "BlobRun", "run_blobs", "representations", "accuracy", "sorted_first",
+           "weighted_predictions"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -387,11 +388,9 @@ def run_pairwise(name: str, arch: Architecture, x, y, *, tau_y_over_tau_h: float
                        pairwise_distances([h for _, h in final]), pred, rec.loss[:, -1], dyt == 0)
 
 
-def representations(models, x, layer: int, *, chunk: int = 10000) -> np.ndarray:
-    """Hidden layer ``layer`` of every network in ``models`` for the inputs ``x``: (trials, n, width), float64.
-
-    The networks run in eval mode and in their own dtype, ``chunk`` points at a time.
-    """
+def _evaluate(models, x, *, layer: int | None, chunk: int) -> list[np.ndarray]:
+    """Per network in ``models``: hidden layer ``layer`` (or the output when ``layer`` is None) for ``x``,
+    in eval mode, in the network's own dtype and on its device, ``chunk`` points at a time."""
     import torch
 
     x = np.asarray(x)
@@ -399,11 +398,33 @@ def representations(models, x, layer: int, *, chunk: int = 10000) -> np.ndarray:
     with torch.no_grad():
         for m in models:
             m = m.eval()
-            dtype = next(m.parameters()).dtype
-            parts = [m(torch.tensor(x[k:k + chunk], dtype=dtype), hidden=layer)[1].numpy()  # a copy: x may be read-only
-                     for k in range(0, len(x), chunk)]
+            p = next(m.parameters())
+            parts = []
+            for k in range(0, len(x), chunk):
+                output, hidden = m(torch.tensor(x[k:k + chunk], dtype=p.dtype, device=p.device), hidden=layer)
+                parts.append((output if layer is None else hidden).cpu().numpy())  # a copy: x may be read-only
             out.append(np.concatenate(parts))
-    return np.stack(out).astype(float)
+    return out
+
+
+def representations(models, x, layer: int, *, chunk: int = 10000) -> np.ndarray:
+    """Hidden layer ``layer`` of every network in ``models`` for the inputs ``x``: (trials, n, width), float64.
+
+    The networks run in eval mode, in their own dtype and on their device, ``chunk`` points at a time.
+    """
+    return np.stack(_evaluate(models, x, layer=layer, chunk=chunk)).astype(float)
+
+
+def accuracy(models, x, labels, *, chunk: int = 10000) -> np.ndarray:
+    """Classification accuracy of every network in ``models`` on inputs ``x``: (trials,) float64.
+
+    A point counts as correct when the network's largest output is at its label (an integer class
+    index, e.g. MNIST's digit), as for one-hot targets. The networks run as in :func:`representations`.
+    """
+    labels = np.asarray(labels)
+    if labels.shape != (len(x),):
+        raise ValueError(f"`labels` must have shape ({len(x)},), one per point of `x`; got {labels.shape}")
+    return np.array([np.mean(out.argmax(1) == labels) for out in _evaluate(models, x, layer=None, chunk=chunk)])
 
 
 @dataclass(frozen=True, eq=False)
