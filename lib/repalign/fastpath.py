@@ -279,7 +279,7 @@ class _Fused:
         """One optimiser step on the points ``x`` (T, n, d), targets ``y`` (T or 1, n, O), of the loss
         ``1/2 mean_n ||f - y||^2``; returns the forward pass taken before the update."""
         out, zs, ps, hs = fwd = self.forward(x)
-        Ws, bs, skip, L = self.Ws, self.bs, self.skip, self.L
+        Ws, skip, L = self.Ws, self.skip, self.L
         g = (out - y) / x.shape[1]  # d loss / d out, per trial (the trials' losses are summed)
         ga = [None] * L  # d loss / d h_i, accumulated (skip connections add to two layers below)
         for i in range(L, -1, -1):

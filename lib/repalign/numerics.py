@@ -29,7 +29,7 @@ from contextlib import contextmanager
 
 import torch
 
-__all__ = ["flush_denormal", "denormals_flushed", "set_flush_denormal"]
+__all__ = ["flush_denormal", "denormals_flushed", "set_flush_denormal", "flush_denormal_supported"]
 
 #: A float64 subnormal: it survives a multiplication by 1 unless subnormals are flushed.
 _SUBNORMAL = 1e-310
@@ -83,6 +83,13 @@ def denormals_flushed() -> bool:
     """
     probe = torch.full((_PROBE,), _SUBNORMAL, dtype=torch.float64) * 1.0
     return not bool(probe.any())
+
+
+def flush_denormal_supported() -> bool:
+    """Whether this CPU lets torch flush subnormals (x86 with SSE3; ``torch.set_flush_denormal``'s answer),
+    on every thread of torch's OpenMP team. Leaves the setting as it was."""
+    with flush_denormal() as ok:
+        return ok
 
 
 @contextmanager

@@ -24,8 +24,8 @@ Plain ``"mlp"`` and ``"skip"`` rows train all trials together as one :class:`~re
 ``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. With plain SGD or Adam
 those trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine="auto"``: SGD on
 full batches on a compiled kernel on the CPU and fused torch operations on a GPU; minibatches and Adam on
-fused torch operations; :func:`repalign.fastpath.select_engine` decides); ``engine="reference"`` selects the autograd loop of
-:mod:`repalign.reference`, against which the fast path is tested. In full-batch
+fused torch operations; :func:`repalign.fastpath.select_engine` decides); ``engine="reference"`` selects
+the autograd loop of :mod:`repalign.reference`, against which the fast path is tested. In full-batch
 training without dropout the recorded quantities come from the training forward pass itself. ``"conv"`` and
 ``"dropout"`` rows train the trials one after another; dropout records need a separate eval-mode pass.
 
