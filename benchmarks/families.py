@@ -157,6 +157,7 @@ def plain_run(f: Family, epochs: int, seed: int = 0) -> None:
         for start in range(0, n, bs):
             xb, yb = (x, y) if perm is None else (x[perm[start:start + bs]], y[perm[start:start + bs]])
             out = net(xb)
+            out = out[0] if isinstance(out, tuple) else out  # our ConvNet returns (output, hidden)
             loss = 0.5 * (out - yb).square().sum(1).mean()
             opt.zero_grad()
             loss.backward()
