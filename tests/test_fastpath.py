@@ -33,6 +33,18 @@ def test_derivatives_equal_autograd(activation):
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-14, atol=1e-15)
 
 
+@pytest.mark.parametrize("activation", sorted(models.ACTIVATIONS))
+def test_chain_rule_step_equals_autograd(activation):
+    """``Activation.chain(g, z, a)`` (torch's backward op where given) is autograd's ``g * f'(z)``."""
+    z = torch.linspace(-3, 3, 601, dtype=torch.float64).requires_grad_()
+    g = torch.cos(torch.arange(601, dtype=torch.float64))
+    act = models.ACTIVATIONS[activation]
+    a = act(z)
+    (expected,) = torch.autograd.grad(a, z, g)
+    np.testing.assert_allclose(act.chain(g, z.detach(), a.detach()).numpy(), expected.numpy(), rtol=1e-14,
+                               atol=1e-15)
+
+
 CASES = [  # (name, width, hidden layers, activation, gain, lr, seeds, layer)
     ("default", 12, 6, "leaky_relu", 1.0, 0.05, (0, 1, 2), None),
     ("default", 7, 3, "tanh", 1.2, 0.1, (3,), "all"),

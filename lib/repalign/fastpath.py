@@ -29,7 +29,8 @@ Why it matters. With two data points every layer is a (2 x 500) @ (500 x 500) pr
 reading the weights, not arithmetic.
 
 The derivatives of the activations are written out in :mod:`repalign.activations` (:data:`DERIVATIVES`
-here) and in the kernel; tests compare both with autograd.
+here) and in the kernel; the fused path applies them with ``Activation.chain`` (torch's own backward op
+where the activation names one); tests compare all three with autograd.
 """
 
 from __future__ import annotations
@@ -257,7 +258,6 @@ class _Fused:
 
     def __init__(self, model: BatchedMLP, optimizer: str, lr: float):
         self.act = ACTIVATIONS[model.activation]
-        self.deriv = ACTIVATIONS[model.activation].derivative
         self.skip = model.skip
         self.Ws = [w.data for w in model.weights]  # (T, fan_in, fan_out), updated in place
         self.bs = [b.data for b in model.biases]  # (T, 1, fan_out)
@@ -291,9 +291,7 @@ class _Fused:
                 g = ga[i]
                 if skip and i >= 2:
                     ga[i - 2] = g if ga[i - 2] is None else ga[i - 2] + g
-                d = self.deriv(zs[i], ps[i])
-                if d is not None:
-                    g = g * d
+                g = self.act.chain(g, zs[i], ps[i])
             inp = x if i == 0 else hs[i - 1]
             if i > 0:  # input gradient from the weights before their update
                 # g W^T. For two points it is computed as (W g^T)^T: BLAS was measured several times
