@@ -46,3 +46,18 @@ def test_threads_none_leaves_torch_alone_and_quiet_prints_nothing(capsys):
 def test_bad_options(kwargs, error, match):
     with pytest.raises(error, match=match):
         chapter.start("99_test", "universal", **kwargs)
+
+
+def test_flush_denormal_holds_from_start_to_finish(capsys):
+    from repalign import numerics
+
+    before = torch.get_num_threads()
+    assert not numerics.denormals_flushed()
+    page = chapter.start("99_test", "universal", threads=2, flush_denormal=True)
+    try:
+        assert "subnormals flushed to zero" in capsys.readouterr().out
+        assert numerics.denormals_flushed()
+        page.finish()
+        assert not numerics.denormals_flushed()  # restored on every thread
+    finally:
+        torch.set_num_threads(before)

@@ -33,6 +33,18 @@ def test_derivatives_equal_autograd(activation):
     np.testing.assert_allclose(got.numpy(), expected.numpy(), rtol=1e-14, atol=1e-15)
 
 
+@pytest.mark.parametrize("activation", sorted(models.ACTIVATIONS))
+def test_chain_rule_step_equals_autograd(activation):
+    """``Activation.chain(g, z, a)`` (torch's backward op where given) is autograd's ``g * f'(z)``."""
+    z = torch.linspace(-3, 3, 601, dtype=torch.float64).requires_grad_()
+    g = torch.cos(torch.arange(601, dtype=torch.float64))
+    act = models.ACTIVATIONS[activation]
+    a = act(z)
+    (expected,) = torch.autograd.grad(a, z, g)
+    np.testing.assert_allclose(act.chain(g, z.detach(), a.detach()).numpy(), expected.numpy(), rtol=1e-14,
+                               atol=1e-15)
+
+
 CASES = [  # (name, width, hidden layers, activation, gain, lr, seeds, layer)
     ("default", 12, 6, "leaky_relu", 1.0, 0.05, (0, 1, 2), None),
     ("default", 7, 3, "tanh", 1.2, 0.1, (3,), "all"),
@@ -137,8 +149,52 @@ def test_kernel_refuses_minibatches():
         train(profiles.TABLE1["shallow"], XOR_X, XOR_Y, epochs=1, batch_size=2, engine="kernel", progress=False)
 
 
+ADAM_CASES = [  # (row, width, depth, activation, gain, lr, seeds, batch size, layer): full and minibatch
+    ("default", 12, 6, "leaky_relu", 1.0, 1e-3, (0, 1, 2), None, None),
+    ("default", 7, 3, "tanh", 0.3, 3e-3, (3,), None, "all"),
+    ("skip_connections", 10, 5, "leaky_relu", 0.5, 1e-3, (4, 5), None, "all"),
+    ("default", 9, 4, "relu", 1.1, 5e-3, (6, 7, 8), 5, 2),
+    ("skip_connections", 8, 6, "tanh", 0.6, 1e-3, (9, 10), 4, "all"),
+    ("default", 16, 3, "silu", 1.7, 1e-3, (11,), 7, None),  # a smaller last minibatch
+]
+
+
+@pytest.mark.parametrize("name, width, depth, activation, gain, lr, seeds, batch_size, layer", ADAM_CASES)
+def test_adam_fast_path_equals_reference(name, width, depth, activation, gain, lr, seeds, batch_size, layer):
+    """Fused Adam (one torch._fused_adam_ per step) against torch.optim.Adam on autograd: same records
+    and final weights in float64 over 300 steps (full batch) or 40 epochs of 12 points (minibatches)."""
+    arch = replace(profiles.TABLE1[name], width=width, hidden_layers=depth, activation=activation, gain=gain)
+    x = np.vstack([XOR_X, XOR_X + 0.3, XOR_X - 0.2])
+    y = np.vstack([XOR_Y, XOR_Y, 1 - XOR_Y])
+    kw = dict(seeds=seeds, optimizer="adam", lr=lr, epochs=300 if batch_size is None else 40, layer=layer,
+              batch_size=batch_size, pair=(2, 9), dtype="float64", progress=False, keep_models=True)
+    fast, ref = (train(arch, x, y, engine=e, **kw) for e in ("auto", "reference"))
+    assert fast.settings["engine"] == "fused" and ref.settings["engine"] == "reference"
+    assert (ref.loss[:, -1] < 0.7 * ref.loss[:, 0]).all()  # every run learned something to compare
+    assert_same(fast, ref)
+    for mf, mr in zip(fast.models, ref.models):
+        for pf, pr in zip(mf.parameters(), mr.parameters()):
+            np.testing.assert_allclose(pf.detach().numpy(), pr.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+def test_float32_adam_is_close_to_reference():
+    """In float32 over 200 Adam steps every recorded curve stays within 1e-3 of its largest magnitude."""
+    arch = replace(profiles.TABLE1["default"], width=32, hidden_layers=6)
+    kw = dict(seeds=(0, 1), epochs=200, optimizer="adam", lr=1e-3, progress=False)
+    fast, ref = (train(arch, D.x, D.y, engine=e, **kw) for e in ("fused", "reference"))
+    for f in FIELDS:
+        a, b = getattr(fast, f), getattr(ref, f)
+        assert np.max(np.abs(a - b)) <= 1e-3 * np.max(np.abs(b)), f
+
+
+def test_kernel_refuses_adam():
+    arch = replace(profiles.TABLE1["default"], width=6, hidden_layers=3)
+    with pytest.raises(ValueError, match="`engine='kernel'` trains plain SGD only, got optimizer='adam'"):
+        train(arch, D.x, D.y, epochs=1, optimizer="adam", lr=1e-3, engine="kernel", progress=False)
+
+
 @pytest.mark.parametrize("kwargs, why", [
-    (dict(optimizer="adam", lr=1e-3), "adam"),
+    (dict(optimizer="adam", lr=1e-3, batched=False), "adam, not batched"),
     (dict(batched=False), "not batched"),
 ])
 def test_uncovered_configurations_fall_back(kwargs, why):

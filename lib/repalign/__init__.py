@@ -18,7 +18,8 @@ Modules, one concern each (data flows ``profiles`` -> ``data``, ``models`` -> ``
 - :mod:`~repalign.train` -- ``train``: training that records the two-point quantities every epoch.
 - :mod:`~repalign.recording` -- ``Recording``, the result of ``train``, and its recorder.
 - :mod:`~repalign.reference` -- the autograd training loop, eq. (1) and the minibatch order.
-- :mod:`~repalign.fastpath` -- the hand-written SGD paths and the engine choice.
+- :mod:`~repalign.fastpath` -- the hand-written SGD and Adam paths and the engine choice.
+- :mod:`~repalign.numerics` -- floating-point settings as local context managers (subnormal flushing).
 - :mod:`~repalign.experiments` -- whole experiments in one call (train, fit, summarise).
 - :mod:`~repalign.plots` -- the figure types of the book, one style.
 - :mod:`~repalign.claims` -- recorded checks and the reproduction scorecard.

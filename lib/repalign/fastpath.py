@@ -1,9 +1,9 @@
-"""The fast training paths: hand-written backpropagation with fused in-place SGD updates, and the engine choice.
+"""The fast training paths: hand-written backpropagation with fused in-place updates, and the engine choice.
 
-:func:`repalign.train.train` uses these paths for the common case of the book -- plain SGD on
+:func:`repalign.train.train` uses these paths for the common case of the book -- plain SGD or Adam on
 ``"mlp"`` or ``"skip"`` networks (the batchable variants of :data:`repalign.models.VARIANTS`) trained as
 one :class:`~repalign.models.BatchedMLP`, with full batches (:func:`run_sgd_full_batch`) or minibatches
-(:func:`run_sgd_minibatch`) -- and the autograd loop of :mod:`repalign.reference`
+(:func:`run_sgd_minibatch`; both take ``optimizer=``) -- and the autograd loop of :mod:`repalign.reference`
 (``engine="reference"``) everywhere else; :func:`select_engine` makes that choice, in one place. All
 compute the same thing; ``tests/test_fastpath.py`` checks that they agree in float64 to rounding error.
 Eq. (1) and the minibatch order come from :mod:`repalign.reference`, the side they are tested against.
@@ -15,17 +15,22 @@ Two back ends (:data:`BACKENDS`):
     forward pass and read and written once in the backward pass, where the row's share of the input
     gradient and its SGD update are taken in the same sweep. Trials run in parallel, one per core.
     This reaches the memory floor (``benchmarks/train.py`` measures it).
-``"fused"`` (any device, CUDA included; full batches and minibatches)
-    Torch operations: each layer's update ``W <- W - lr a^T g`` is a single in-place ``baddbmm_``
+``"fused"`` (any device, CUDA included; full batches and minibatches; SGD and Adam)
+    Torch operations: each layer's SGD update ``W <- W - lr a^T g`` is a single in-place ``baddbmm_``
     (no gradient tensor), made right after the layer's input gradient ``g W^T`` has been taken from
     the not-yet-updated weights: three passes over the weights per epoch instead of autograd's five.
     BLAS is slow on these skinny products, so on the CPU it is several times slower than the kernel.
+    Adam (:data:`repalign.reference.ADAM`, as ``torch.optim.Adam``) writes each layer's gradient into a
+    buffer allocated once, then updates every weight, both moments and the step counts in one fused
+    in-place kernel (``torch._fused_adam_``, the kernel of ``torch.optim.Adam(fused=True)``), where
+    ``torch.optim.Adam``'s default CPU path makes about ten passes over the weights per step.
 
 Why it matters. With two data points every layer is a (2 x 500) @ (500 x 500) product: the work is
 reading the weights, not arithmetic.
 
 The derivatives of the activations are written out in :mod:`repalign.activations` (:data:`DERIVATIVES`
-here) and in the kernel; tests compare both with autograd.
+here) and in the kernel; the fused path applies them with ``Activation.chain`` (torch's own backward op
+where the activation names one); tests compare all three with autograd.
 """
 
 from __future__ import annotations
@@ -37,14 +42,17 @@ import torch
 
 from .activations import ACTIVATIONS
 from .models import VARIANTS, BatchedMLP
+from .reference import ADAM
 from .reference import loss as _loss
 from .reference import minibatches as _minibatches
 
-__all__ = ["DERIVATIVES", "BACKENDS", "ENGINES", "supports", "default_backend", "select_engine",
-           "run_sgd_full_batch", "run_sgd_minibatch"]
+__all__ = ["DERIVATIVES", "BACKENDS", "ENGINES", "FAST_OPTIMIZERS", "supports", "default_backend",
+           "select_engine", "run_sgd_full_batch", "run_sgd_minibatch"]
 
 #: The fast path's back ends: the compiled CPU kernel and the fused torch operations.
 BACKENDS = ("kernel", "fused")
+#: The optimisers of the fused back end; the kernel trains plain SGD only.
+FAST_OPTIMIZERS = ("sgd", "adam")
 #: The values of ``train(engine=...)``.
 ENGINES = ("auto", "fast", "kernel", "fused", "reference")
 
@@ -56,7 +64,7 @@ DERIVATIVES: dict[str, Callable] = {name: a.derivative for name, a in ACTIVATION
 def supports(*, variant: str, optimizer: str, batched: bool) -> bool:
     """Whether the fast path covers a configuration (else the reference loop runs): full batches train
     with :func:`run_sgd_full_batch`, minibatches with :func:`run_sgd_minibatch`."""
-    return variant in VARIANTS and VARIANTS[variant].batchable and optimizer == "sgd" and batched
+    return variant in VARIANTS and VARIANTS[variant].batchable and optimizer in FAST_OPTIMIZERS and batched
 
 
 def default_backend(device: torch.device) -> str:
@@ -87,32 +95,36 @@ def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, f
     -------
     str
         ``"reference"`` (the autograd loop) where the fast paths do not apply or were not wanted,
-        else the back end: ``"fused"`` for minibatches, the requested back end, or
+        else the back end: ``"fused"`` for minibatches and Adam, the requested back end, or
         :func:`default_backend` of the device.
 
     Raises
     ------
     ValueError
         Unknown ``engine``; ``"fast"``, ``"kernel"`` or ``"fused"`` asked for a configuration the fast
-        paths do not cover; ``"kernel"`` with minibatches, off the CPU or for an activation it lacks.
+        paths do not cover; ``"kernel"`` with minibatches, Adam, off the CPU or for an activation it lacks.
     """
     if engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
     fast_ok = supports(variant=variant, optimizer=optimizer, batched=batched)
     if engine in ("fast", "kernel", "fused") and not fast_ok:
         names = "/".join(repr(k) for k, v in VARIANTS.items() if v.batchable)
-        raise ValueError(f"`engine={engine!r}` covers only batched {names} networks with optimizer='sgd'; "
+        raise ValueError(f"`engine={engine!r}` covers only batched {names} networks with optimizer "
+                         f"{' or '.join(map(repr, FAST_OPTIMIZERS))}; "
                          f"got variant={variant!r}, optimizer={optimizer!r}, batched={batched!r}. "
                          "Use engine='auto'.")
     if engine == "kernel" and not full_batch:
         raise ValueError("`engine='kernel'` trains full batches only, got minibatches (`batch_size` < n_points); "
                          "use engine='fused' or 'auto' for minibatches")
+    if engine == "kernel" and optimizer != "sgd":
+        raise ValueError(f"`engine='kernel'` trains plain SGD only, got optimizer={optimizer!r}; "
+                         "use engine='fused' or 'auto'")
     if not fast_ok or engine == "reference":
         return "reference"
     in_kernel = getattr(ACTIVATIONS.get(activation), "code", 0) is not None  # unknown names: build() says
     if engine == "kernel" and not in_kernel:
         raise ValueError(f"`engine='kernel'` has no branch for activation={activation!r}; use engine='fused'")
-    backend = ("fused" if not full_batch or not in_kernel else engine if engine in BACKENDS
+    backend = ("fused" if not full_batch or not in_kernel or optimizer != "sgd" else engine if engine in BACKENDS
                else default_backend(device))
     if backend == "kernel" and torch.device(device).type != "cpu":
         raise ValueError(f"`engine='kernel'` runs on the CPU only, got device={str(device)!r}; use engine='fused'")
@@ -121,8 +133,10 @@ def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, f
 
 @torch.no_grad()
 def run_sgd_full_batch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, recorder, rows, bar,
-                       backend: str = "fused", stop=None) -> int:
-    """Train ``model`` in place for ``epochs`` full-batch SGD steps, filling ``recorder`` like the reference.
+                       backend: str = "fused", stop=None, optimizer: str = "sgd") -> int:
+    """Train ``model`` in place for ``epochs`` full-batch steps, filling ``recorder`` like the reference.
+
+    ``optimizer``: one of :data:`FAST_OPTIMIZERS` (``"adam"`` on the ``"fused"`` back end only).
 
     Record ``e`` is taken from the forward pass of epoch ``e`` (before its update), the last record
     after the final update -- exactly what :func:`repalign.train.train` records on its reference path.
@@ -135,6 +149,9 @@ def run_sgd_full_batch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int,
         raise TypeError(f"`model` must be a BatchedMLP, got {type(model).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {', '.join(BACKENDS)}; got {backend!r}")
+    if optimizer not in FAST_OPTIMIZERS or (backend == "kernel" and optimizer != "sgd"):
+        raise ValueError(f"`optimizer` must be one of {', '.join(FAST_OPTIMIZERS)} ('sgd' only on the kernel); "
+                         f"got {optimizer!r} with backend={backend!r}")
     if backend == "kernel":
         if X.device.type != "cpu":
             raise ValueError(f"`backend='kernel'` runs on the CPU only; the data are on {X.device}. "
@@ -142,7 +159,7 @@ def run_sgd_full_batch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int,
         return _run_kernel(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder, rows=rows,
                            bar=bar, stop=stop)
     return _run_fused(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder, rows=rows, bar=bar,
-                      stop=stop)
+                      stop=stop, optimizer=optimizer)
 
 
 #: Epochs per kernel call: the progress bar advances between calls (the call overhead is ~0.1 ms).
@@ -186,17 +203,67 @@ def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
     return start
 
 
-class _Fused:
-    """Forward and backward passes of a BatchedMLP written out, with in-place SGD updates."""
+#: Largest number of points for which the input gradient is taken in the transposed form (see _Fused.step).
+_TRANSPOSED_BELOW = 2
 
-    def __init__(self, model: BatchedMLP):
+
+class _SGD:
+    """Plain SGD, layer by layer: each layer is updated in place as soon as its input gradient is taken."""
+
+    def __init__(self, Ws, bs, lr: float):
+        self.Ws, self.bs, self.lr = Ws, bs, lr
+
+    def layer(self, i, inp, g):
+        """Update layer ``i`` from its input ``inp`` (T, n, fan_in) and ``g = d loss / d z_i`` (T, n, fan_out)."""
+        self.Ws[i].baddbmm_(inp.mT, g, alpha=-self.lr)
+        self.bs[i].sub_(g.sum(1, keepdim=True), alpha=self.lr)
+
+    def finish(self):
+        """After the backward pass (nothing left to do)."""
+
+
+class _Adam:
+    """Adam (:data:`repalign.reference.ADAM`, what ``torch.optim.Adam`` does): the backward pass writes
+    each layer's gradient into a buffer allocated once; :meth:`finish` then steps every parameter, its
+    moments and step count in one fused in-place kernel (``torch._fused_adam_``). Element-wise, so the
+    trials stay independent."""
+
+    def __init__(self, Ws, bs, lr: float):
+        self.params = [t for pair in zip(Ws, bs) for t in pair]
+        self.grads = [torch.empty_like(p) for p in self.params]
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+        # torch.optim.Adam's own step counts are float32 scalars (exact up to 2**24 steps)
+        self.steps = [torch.zeros((), dtype=torch.float32, device=p.device) for p in self.params]
+        beta1, beta2 = ADAM["betas"]
+        self.kw = dict(lr=lr, beta1=beta1, beta2=beta2, weight_decay=ADAM["weight_decay"], eps=ADAM["eps"],
+                       amsgrad=ADAM["amsgrad"], maximize=False)
+
+    def layer(self, i, inp, g):
+        torch.bmm(inp.mT, g, out=self.grads[2 * i])
+        torch.sum(g, 1, keepdim=True, out=self.grads[2 * i + 1])
+
+    def finish(self):
+        torch._foreach_add_(self.steps, 1)
+        torch._fused_adam_(self.params, self.grads, self.m, self.v, [], self.steps, **self.kw)
+
+
+#: The update of each of :data:`FAST_OPTIMIZERS`.
+_UPDATES = {"sgd": _SGD, "adam": _Adam}
+
+
+class _Fused:
+    """Forward and backward passes of a BatchedMLP written out, with in-place updates (:class:`_SGD`,
+    :class:`_Adam`)."""
+
+    def __init__(self, model: BatchedMLP, optimizer: str, lr: float):
         self.act = ACTIVATIONS[model.activation]
-        self.deriv = ACTIVATIONS[model.activation].derivative
         self.skip = model.skip
         self.Ws = [w.data for w in model.weights]  # (T, fan_in, fan_out), updated in place
         self.bs = [b.data for b in model.biases]  # (T, 1, fan_out)
         self.L = model.n_hidden
         self.T = model.trials
+        self.update = _UPDATES[optimizer](self.Ws, self.bs, lr)
 
     def forward(self, x):
         """``x`` (T, n, d) -> output, pre-activations, activation outputs and hidden layers (with skips)."""
@@ -212,11 +279,11 @@ class _Fused:
             hs.append(a)
         return torch.baddbmm(bs[self.L], a, Ws[self.L]), zs, ps, hs
 
-    def step(self, x, y, lr):
-        """One SGD step on the points ``x`` (T, n, d), targets ``y`` (T or 1, n, O), of the loss
+    def step(self, x, y):
+        """One optimiser step on the points ``x`` (T, n, d), targets ``y`` (T or 1, n, O), of the loss
         ``1/2 mean_n ||f - y||^2``; returns the forward pass taken before the update."""
         out, zs, ps, hs = fwd = self.forward(x)
-        Ws, bs, skip, L = self.Ws, self.bs, self.skip, self.L
+        Ws, skip, L = self.Ws, self.skip, self.L
         g = (out - y) / x.shape[1]  # d loss / d out, per trial (the trials' losses are summed)
         ga = [None] * L  # d loss / d h_i, accumulated (skip connections add to two layers below)
         for i in range(L, -1, -1):
@@ -224,29 +291,30 @@ class _Fused:
                 g = ga[i]
                 if skip and i >= 2:
                     ga[i - 2] = g if ga[i - 2] is None else ga[i - 2] + g
-                d = self.deriv(zs[i], ps[i])
-                if d is not None:
-                    g = g * d
+                g = self.act.chain(g, zs[i], ps[i])
             inp = x if i == 0 else hs[i - 1]
             if i > 0:  # input gradient from the weights before their update
-                # g W^T, computed as (W g^T)^T: BLAS is several times faster on this form of the
-                # skinny product (measured: ~60 vs ~180 us for a 500 x 500 layer and two points)
-                back = torch.bmm(Ws[i], g.mT).mT.contiguous()
+                # g W^T. For two points it is computed as (W g^T)^T: BLAS was measured several times
+                # faster on that form of the skinny product (~60 vs ~180 us for a 500 x 500 layer); for
+                # minibatches the plain form is 2-4x faster (measured at 64 points, 100 x 100 layers, 5
+                # trials: 0.07 vs 0.28 ms, benchmarks/families.py times the whole step)
+                back = (torch.bmm(Ws[i], g.mT).mT.contiguous() if g.shape[1] <= _TRANSPOSED_BELOW
+                        else torch.bmm(g, Ws[i].mT))
                 ga[i - 1] = back if ga[i - 1] is None else ga[i - 1] + back
-            Ws[i].baddbmm_(inp.mT, g, alpha=-lr)
-            bs[i].sub_(g.sum(1, keepdim=True), alpha=lr)
+            self.update.layer(i, inp, g)
+        self.update.finish()
         return fwd
 
 
-def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
-    net = _Fused(model)
+def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop, optimizer):
+    net = _Fused(model, optimizer, lr)
     x = X.expand(net.T, *X.shape)
 
     def record(e, out, hs):
         recorder.record(rows, e, out, hs if spec == "all" else hs[spec - 1], _loss(out, Y))
 
     for e in range(epochs):
-        out, zs, ps, hs = net.step(x, Y, lr)
+        out, zs, ps, hs = net.step(x, Y)
         record(e, out, hs)
         bar.update(1)
         if stop is not None and stop(e):
@@ -259,8 +327,9 @@ def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
 
 @torch.no_grad()
 def run_sgd_minibatch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, batch_size: int, seeds,
-                      recorder, rows, bar, stop=None) -> int:
-    """Minibatch SGD of ``model`` in place with the fused operations, recording like the reference.
+                      recorder, rows, bar, stop=None, optimizer: str = "sgd") -> int:
+    """Minibatch SGD (or Adam: ``optimizer``, one of :data:`FAST_OPTIMIZERS`) of ``model`` in place with the
+    fused operations, recording like the reference.
 
     Each trial draws a fresh permutation of the points every epoch from ``numpy.random.default_rng(seed)``
     (the reference loop's order, so both train on the same minibatches). Record ``e`` holds the tracked
@@ -269,7 +338,9 @@ def run_sgd_minibatch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, 
     """
     if not isinstance(model, BatchedMLP):
         raise TypeError(f"`model` must be a BatchedMLP, got {type(model).__name__}")
-    net = _Fused(model)
+    if optimizer not in FAST_OPTIMIZERS:
+        raise ValueError(f"`optimizer` must be one of {', '.join(FAST_OPTIMIZERS)}; got {optimizer!r}")
+    net = _Fused(model, optimizer, lr)
     n = X.shape[0]
     rngs = [np.random.default_rng(s) for s in seeds]
     pair = X[[recorder.i, recorder.j]].expand(net.T, 2, X.shape[1])
@@ -283,7 +354,7 @@ def run_sgd_minibatch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, 
         epoch_loss = 0.0
         for idx in _minibatches(rngs, n, batch_size, X.device):
             yb = Y[idx]
-            out = net.step(X[idx], yb, lr)[0]
+            out = net.step(X[idx], yb)[0]
             epoch_loss = epoch_loss + _loss(out, yb) * idx.shape[1]
         recorder.loss[rows, e] = epoch_loss / n
         bar.update(1)

@@ -9,13 +9,18 @@
 
 from __future__ import annotations
 
+from types import MappingProxyType
+
 import numpy as np
 import torch
 
-__all__ = ["OPTIMIZERS", "loss", "minibatches", "make_optimizer", "run"]
+__all__ = ["OPTIMIZERS", "ADAM", "loss", "minibatches", "make_optimizer", "run"]
 
 #: The optimisers :func:`repalign.train.train` offers.
 OPTIMIZERS = ("sgd", "adam")
+#: Adam's hyperparameters besides the learning rate: torch's defaults (no weight decay, no AMSGrad);
+#: :func:`make_optimizer` and the fused Adam of :mod:`repalign.fastpath` both read them here.
+ADAM = MappingProxyType({"betas": (0.9, 0.999), "eps": 1e-8, "weight_decay": 0.0, "amsgrad": False})
 
 
 def loss(out, y):
@@ -33,10 +38,10 @@ def minibatches(rngs, n, batch_size, device):
 
 
 def make_optimizer(name, params, lr):
-    """Plain SGD (no momentum, no weight decay) or Adam with torch's defaults."""
+    """Plain SGD (no momentum, no weight decay) or Adam with :data:`ADAM` (torch's defaults)."""
     if name == "sgd":
         return torch.optim.SGD(params, lr=lr, momentum=0.0)
-    return torch.optim.Adam(params, lr=lr)
+    return torch.optim.Adam(params, lr=lr, **ADAM)
 
 
 def run(model, *, X, Y, spec, lr, epochs, optimizer, batch_size, full_batch, recorder, seeds, rows, bar, stop):

@@ -21,11 +21,11 @@ pass. (A full pass every epoch would cost a third of an epoch's training on MNIS
 
 Plain ``"mlp"`` and ``"skip"`` rows train all trials together as one :class:`~repalign.models.BatchedMLP`
 (``torch.baddbmm`` over a leading trial axis; the summed loss gives each trial its own gradient); trial
-``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. With plain SGD those
-trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine="auto"``: full batches on
-a compiled kernel on the CPU and fused torch operations on a GPU, minibatches on fused torch operations;
-:func:`repalign.fastpath.select_engine` decides); ``engine="reference"`` selects the autograd loop of
-:mod:`repalign.reference`, against which the fast path is tested. In full-batch
+``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. With plain SGD or Adam
+those trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine="auto"``: SGD on
+full batches on a compiled kernel on the CPU and fused torch operations on a GPU; minibatches and Adam on
+fused torch operations; :func:`repalign.fastpath.select_engine` decides); ``engine="reference"`` selects
+the autograd loop of :mod:`repalign.reference`, against which the fast path is tested. In full-batch
 training without dropout the recorded quantities come from the training forward pass itself. ``"conv"`` and
 ``"dropout"`` rows train the trials one after another; dropout records need a separate eval-mode pass.
 
@@ -187,12 +187,12 @@ def train(
         Train ``"mlp"``/``"skip"`` trials as one batched computation (default); ``False`` loops over
         trials (conv and dropout always loop).
     engine : {"auto", "fast", "kernel", "fused", "reference"}, keyword-only
-        ``"auto"`` (default) trains with the hand-written SGD of :mod:`repalign.fastpath` where it
-        applies (batched ``"mlp"``/``"skip"``, SGD) -- for full batches the compiled kernel on the CPU
-        and the fused torch operations on a GPU, for minibatches the fused torch operations -- and with
-        the autograd loop otherwise. ``"reference"`` always uses the autograd loop. ``"fast"`` demands
+        ``"auto"`` (default) trains with the hand-written SGD or Adam of :mod:`repalign.fastpath` where
+        it applies (batched ``"mlp"``/``"skip"``) -- for full-batch SGD the compiled kernel on the CPU
+        and the fused torch operations on a GPU, for minibatches and Adam the fused torch operations --
+        and with the autograd loop otherwise. ``"reference"`` always uses the autograd loop. ``"fast"`` demands
         the fast path (either back end) and raises if the configuration is not covered; ``"kernel"``
-        (full batches only) and ``"fused"`` demand that back end.
+        (full-batch SGD only) and ``"fused"`` demand that back end.
         ``Recording.settings["engine"]`` says which of ``"kernel"``, ``"fused"``, ``"reference"`` ran.
     keep_models : bool, keyword-only
         Return the trained networks in ``Recording.models``.
@@ -455,9 +455,9 @@ def _train_batched(s: _Setup, engine: str, recorder: Recorder, bar, keep_models:
         ran = reference.run(model, optimizer=s.optimizer, batch_size=s.batch_size, full_batch=s.full_batch,
                             seeds=s.seeds, **kw)
     elif s.full_batch:
-        ran = fastpath.run_sgd_full_batch(model, backend=engine, **kw)
+        ran = fastpath.run_sgd_full_batch(model, backend=engine, optimizer=s.optimizer, **kw)
     else:
-        ran = fastpath.run_sgd_minibatch(model, batch_size=s.batch_size, seeds=s.seeds, **kw)
+        ran = fastpath.run_sgd_minibatch(model, batch_size=s.batch_size, seeds=s.seeds, optimizer=s.optimizer, **kw)
     models = tuple(model.trial(k) for k in range(len(s.seeds))) if keep_models else None
     return [ran] * len(s.seeds), models
 
