@@ -24,7 +24,7 @@ Two back ends (:data:`BACKENDS`):
     BLAS is slow on these skinny products, so on the CPU it is several times slower than the kernel.
     The only back end for conv and dropout networks. A convolution is three batched products per
     layer on its unfolded windows (:func:`repalign.networks.unfold_windows`): output, input gradient
-    (folded back, :func:`repalign.networks.fold_windows`) and weight update, all trials at once;
+    (:func:`repalign.networks.input_gradient`) and weight update, all trials at once;
     ``benchmarks/conv_dropout.py`` measures it against the reference.
 
 Why it matters. With two data points every layer is a (2 x 500) @ (500 x 500) product: the work is
@@ -43,11 +43,11 @@ import torch
 
 from .activations import ACTIVATIONS
 from .models import VARIANTS, BatchedMLP
-from .networks import BatchedConvNet, fold_windows
+from .networks import BatchedConvNet, input_gradient
 from .reference import loss as _loss
 from .reference import minibatches as _minibatches
 
-__all__ = ["DERIVATIVES", "BACKENDS", "ENGINES", "supports", "default_backend", "select_engine",
+__all__ = ["DERIVATIVES", "BACKENDS", "ENGINES", "supports", "trials_together", "default_backend", "select_engine",
            "run_sgd_full_batch", "run_sgd_minibatch", "DropoutMasks"]
 
 #: The fast path's back ends: the compiled CPU kernel and the fused torch operations.
@@ -66,6 +66,15 @@ def supports(*, variant: str, optimizer: str, batched: bool) -> bool:
     model (``VARIANTS[variant].batch``) are covered, on the devices of ``VARIANTS[variant].fast_devices``
     (checked by :func:`select_engine`)."""
     return variant in VARIANTS and VARIANTS[variant].batch is not None and optimizer == "sgd" and batched
+
+
+def trials_together(variant: str, device: torch.device, trials: int) -> int:
+    """How many of ``trials`` the fast path trains as one batched model; groups of that size train one
+    after another. All of them, except on the CPU for a variant with ``VARIANTS[variant].cpu_trials``:
+    there the conv network's windows and the dropout network's weights of several trials overflow the
+    caches, and one trial at a time was measured fastest (``benchmarks/conv_dropout.py``)."""
+    n = VARIANTS[variant].cpu_trials if torch.device(device).type == "cpu" else None
+    return trials if n is None else max(1, min(n, trials))
 
 
 def default_backend(device: torch.device) -> str:
@@ -313,15 +322,15 @@ class _ConvFused:
         T, n = self.T, x.shape[1]
         g = (out - y) / n  # d loss / d out (T, n, O)
         last = acts[-1].view(T, n, -1)  # the last convolution has one channel
-        ga = torch.bmm(m.readout_weight.data, g.mT).mT  # d loss / d last, from the weights before the update
+        ga = torch.bmm(g, m.readout_weight.data.mT)  # d loss / d last, from the weights before the update
         m.readout_weight.data.baddbmm_(last.mT, g, alpha=-lr)
         m.readout_bias.data.sub_(g.sum(1, keepdim=True), alpha=lr)
-        ga = ga.reshape(acts[-1].shape)
+        ga = ga.view(acts[-1].shape)
         for c in range(len(windows) - 1, -1, -1):
             w, b = m.conv_weights[c].data, m.conv_biases[c].data  # (T, C_out, C_in K), (T, C_out, 1)
-            gz = self._times_deriv(ga, zs[c + 1], acts[c + 1]).reshape(T, w.shape[1], -1)
-            c_in = w.shape[2] // self.K
-            ga = fold_windows(torch.bmm(w.mT, gz), c_in, self.K, n)  # (T, C_in, n, L_in)
+            gz = self._times_deriv(ga, zs[c + 1], acts[c + 1])  # (T, C_out, n, L_out)
+            ga = input_gradient(w, gz, self.K)  # (T, C_in, n, L_in)
+            gz = gz.view(T, w.shape[1], -1)
             w.baddbmm_(gz, windows[c].mT, alpha=-lr)
             b.sub_(gz.sum(-1, keepdim=True), alpha=lr)
         gz = self._times_deriv(ga.view(zs[0].shape), zs[0], acts[0])  # the first linear layer (one channel)

@@ -152,6 +152,9 @@ class Variant:
         The compiled CPU kernel of :mod:`repalign.fastpath` covers the variant.
     fast_devices : tuple of str
         Device types on which the fast path reproduces the reference (dropout masks: the CPU only).
+    cpu_trials : int or None
+        Most trials the fast path trains as one model on the CPU (``None``: all); see
+        :func:`repalign.fastpath.trials_together`.
     extra_hidden : int
         Readable hidden layers beyond ``arch.hidden_layers`` (the conv net's first linear layer and
         its last convolution).
@@ -166,6 +169,7 @@ class Variant:
     batchable: bool = False
     kernel: bool = False
     fast_devices: tuple[str, ...] = ("cpu", "cuda")
+    cpu_trials: int | None = None
     extra_hidden: int = 0
     default_layer: Callable[[int, str], int] = _halfway
 
@@ -182,8 +186,9 @@ def _dropout_variant(arch, common):
 VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in (
     Variant("mlp", _build_mlp, batch=BatchedMLP, batchable=True, kernel=True),
     Variant("skip", _skip_variant, batch=BatchedMLP, batchable=True, kernel=True),
-    Variant("conv", _build_conv, batch=BatchedConvNet, extra_hidden=2, default_layer=_conv_layer),
-    Variant("dropout", _dropout_variant, batch=BatchedMLP, fast_devices=("cpu",), default_layer=_dropout_layer),
+    Variant("conv", _build_conv, batch=BatchedConvNet, cpu_trials=1, extra_hidden=2, default_layer=_conv_layer),
+    Variant("dropout", _dropout_variant, batch=BatchedMLP, fast_devices=("cpu",), cpu_trials=1,
+            default_layer=_dropout_layer),
 )})
 
 

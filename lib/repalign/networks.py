@@ -20,8 +20,8 @@ from torch import nn
 
 from .activations import ACTIVATIONS, check_activation
 
-__all__ = ["MLP", "ConvNet", "BatchedMLP", "BatchedConvNet", "unfold_windows", "fold_windows", "xavier_normal_",
-           "DROPOUT_P", "CONV_CHANNELS", "CONV_KERNEL"]
+__all__ = ["MLP", "ConvNet", "BatchedMLP", "BatchedConvNet", "unfold_windows", "input_gradient",
+           "xavier_normal_", "DROPOUT_P", "CONV_CHANNELS", "CONV_KERNEL"]
 
 DROPOUT_P = 0.1
 CONV_CHANNELS = 20
@@ -353,16 +353,16 @@ def unfold_windows(a: torch.Tensor, kernel_size: int) -> torch.Tensor:
     return a.unfold(-1, kernel_size, 1).permute(0, 1, 4, 2, 3).reshape(T, C * kernel_size, n * out)
 
 
-def fold_windows(cols: torch.Tensor, channels: int, kernel_size: int, n: int) -> torch.Tensor:
-    """The adjoint of :func:`unfold_windows`: (T, C * K, n * L_out) -> (T, C, n, L_out + K - 1), each
-    window's entries added back onto the positions they were read from (the input gradient)."""
-    T = cols.shape[0]
-    g = cols.view(T, channels, kernel_size, n, -1)
-    L_out = g.shape[-1]
-    out = cols.new_zeros(T, channels, n, L_out + kernel_size - 1)
-    for k in range(kernel_size):
-        out[..., k:k + L_out] += g[:, :, k]
-    return out
+def input_gradient(w: torch.Tensor, gz: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """The gradient with respect to a convolution's input, from the gradient ``gz`` (T, C_out, n, L_out)
+    with respect to its output and its weights ``w`` (T, C_out, C_in * K) as :class:`BatchedConvNet`
+    holds them: the correlation of ``gz``, padded with ``K - 1`` zeros at both ends, with the kernel
+    flipped, one ``bmm`` on its :func:`unfold_windows`. Returns (T, C_in, n, L_out + K - 1)."""
+    T, c_out, n, _ = gz.shape
+    K = kernel_size
+    flipped = w.view(T, c_out, -1, K).flip(-1).transpose(1, 2).reshape(T, -1, c_out * K)  # (T, C_in, C_out K)
+    cols = unfold_windows(torch.nn.functional.pad(gz, (K - 1, K - 1)), K)
+    return torch.bmm(flipped, cols).view(T, flipped.shape[1], n, -1)
 
 
 class BatchedConvNet(nn.Module):

@@ -26,10 +26,11 @@ trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine
 a compiled kernel on the CPU and fused torch operations on a GPU, minibatches on fused torch operations;
 :func:`repalign.fastpath.select_engine` decides); ``engine="reference"`` selects the autograd loop of
 :mod:`repalign.reference`, against which the fast path is tested. ``"conv"`` and ``"dropout"`` rows with
-plain SGD also train all trials together on the fused fast path (a
-:class:`~repalign.models.BatchedConvNet`; for dropout, on the CPU, a BatchedMLP whose trials each get
-the masks a run of their seed alone draws); on the reference (``engine="reference"``, Adam, a GPU for dropout)
-they train one trial after another. In full-batch training without dropout the recorded quantities come
+plain SGD also train on the fused fast path, as a :class:`~repalign.models.BatchedConvNet`, or (dropout,
+CPU only) a BatchedMLP whose trials each get the masks a run of their seed alone draws -- on the CPU one
+trial per model, which was measured fastest (:func:`repalign.fastpath.trials_together`), on a GPU all
+trials in one. On the reference (``engine="reference"``, Adam, a GPU for dropout) they train one trial
+after another. In full-batch training without dropout the recorded quantities come
 from the training forward pass itself; dropout records need a separate eval-mode pass.
 
 Training starts from ``models.build(arch, seed=seeds[k])`` or, with ``init=``, from given weights (a
@@ -205,8 +206,8 @@ def train(
     stop_loss : float, optional, keyword-only
         Stop early once the loss of every trial trained together is below ``stop_loss`` (checked every
         :data:`repalign.fastpath.KERNEL_CHUNK` epochs, after that epoch's update). A trial that stopped
-        earlier than others (trials trained one at a time: ``batched=False`` or the reference for conv
-        and dropout) keeps its last record for the remaining epochs. ``Recording.epochs`` ends at the
+        earlier than others (trials trained in turn: ``batched=False``, conv and dropout on the CPU or
+        on the reference) keeps its last record for the remaining epochs. ``Recording.epochs`` ends at the
         last epoch any trial trained, and ``settings["epochs_trained"]`` gives each trial's count.
         ``None`` (default) trains all epochs.
     init : sequence of torch.nn.Module or of state dicts, optional, keyword-only
@@ -262,7 +263,8 @@ def train(
     recorder = Recorder(len(s.seeds), s.epochs + 1, len(s.layers) if s.spec == "all" else 0, s.Y.shape[1], s.Y,
                         s.pair, s.dtype, s.device)
     run = _train_batched if s.batched else _train_looped
-    with tqdm(total=s.epochs * (1 if s.batched else len(s.seeds)), disable=not progress, mininterval=0.5,
+    runs = -(-len(s.seeds) // _group_size(s, engine)) if s.batched else len(s.seeds)  # models trained in turn
+    with tqdm(total=s.epochs * runs, disable=not progress, mininterval=0.5,
               desc=f"{s.arch.name} ({len(s.seeds)} trial{'s' * (len(s.seeds) > 1)})") as bar:
         try:
             trained, models = run(s, engine, recorder, bar, keep_models)
@@ -449,25 +451,46 @@ def _stopper(s: _Setup, recorder: Recorder, rows):
 
 
 def _train_batched(s: _Setup, engine: str, recorder: Recorder, bar, keep_models: bool):
-    """All trials as one batched model (``VARIANTS[variant].batch``), on ``engine``; returns (epochs
-    trained, models)."""
-    if s.init is None:
-        model = build_batched(s.arch, seeds=s.seeds, input_dim=s.X.shape[1], output_dim=s.Y.shape[1],
-                              dtype=s.dtype, device=s.device)
-    else:
-        model = VARIANTS[s.arch.variant].batch([_network(s, k, "cpu") for k in range(len(s.seeds))]).to(s.device)
-    rows = slice(None)
-    kw = dict(X=s.X, Y=s.Y, spec=s.spec, lr=s.lr, epochs=s.epochs, recorder=recorder, rows=rows, bar=bar,
-              stop=_stopper(s, recorder, rows))
+    """The trials as batched models (``VARIANTS[variant].batch``), on ``engine``: all at once, or in
+    groups of :func:`repalign.fastpath.trials_together` one after another (each group stops on its own
+    with ``stop_loss``); returns (epochs trained per trial, models)."""
+    T = len(s.seeds)
+    size = _group_size(s, engine)
+    trained, models = [], []
+    for a in range(0, T, size):
+        b = min(a + size, T)
+        if s.init is None:
+            model = build_batched(s.arch, seeds=s.seeds[a:b], input_dim=s.X.shape[1], output_dim=s.Y.shape[1],
+                                  dtype=s.dtype, device=s.device)
+        else:
+            model = VARIANTS[s.arch.variant].batch([_network(s, k, "cpu") for k in range(a, b)]).to(s.device)
+        rows = slice(a, b)
+        kw = dict(X=s.X, Y=s.Y, spec=s.spec, lr=s.lr, epochs=s.epochs, recorder=recorder, rows=rows, bar=bar,
+                  stop=_stopper(s, recorder, rows), seeds=s.seeds[a:b])
+        try:
+            if engine == "reference":
+                ran = reference.run(model, optimizer=s.optimizer, batch_size=s.batch_size, full_batch=s.full_batch,
+                                    **kw)
+            elif s.full_batch:
+                ran = fastpath.run_sgd_full_batch(model, backend=engine, **kw)
+            else:
+                ran = fastpath.run_sgd_minibatch(model, batch_size=s.batch_size, **kw)
+        except _NonFinite as stop:
+            raise _NonFinite(stop.epoch, b) from None
+        if _first_nonfinite(recorder, rows, ran + 1) is not None:
+            raise _NonFinite(ran, b)
+        recorder.hold(rows, ran)
+        trained += [ran] * (b - a)
+        if keep_models:
+            models += [model.trial(k) for k in range(b - a)]
+    return trained, tuple(models) if keep_models else None
+
+
+def _group_size(s: _Setup, engine: str) -> int:
+    """Trials per batched model: all on the reference, else :func:`repalign.fastpath.trials_together`."""
     if engine == "reference":
-        ran = reference.run(model, optimizer=s.optimizer, batch_size=s.batch_size, full_batch=s.full_batch,
-                            seeds=s.seeds, **kw)
-    elif s.full_batch:
-        ran = fastpath.run_sgd_full_batch(model, backend=engine, seeds=s.seeds, **kw)
-    else:
-        ran = fastpath.run_sgd_minibatch(model, batch_size=s.batch_size, seeds=s.seeds, **kw)
-    models = tuple(model.trial(k) for k in range(len(s.seeds))) if keep_models else None
-    return [ran] * len(s.seeds), models
+        return len(s.seeds)
+    return fastpath.trials_together(s.arch.variant, s.device, len(s.seeds))
 
 
 def _train_looped(s: _Setup, engine: str, recorder: Recorder, bar, keep_models: bool):
