@@ -278,3 +278,26 @@ def test_an_activation_without_kernel_code_trains_on_the_fused_path(monkeypatch)
     np.testing.assert_allclose(fast.z, ref.z, rtol=1e-10, atol=1e-14)
     with pytest.raises(ValueError, match="no branch for activation='softplus'"):
         train(arch, XOR_X, XOR_Y, engine="kernel", **kw)
+
+
+def test_conv_and_dropout_stop_per_trial_on_the_cpu_as_the_reference_does():
+    """On the CPU the fast path trains these trials one per model (fastpath.trials_together), so each
+    stops on its own at ``stop_loss``, exactly as the reference's trials, one after another."""
+    assert fastpath.trials_together("conv", torch.device("cpu"), 5) == 1
+    assert fastpath.trials_together("conv", torch.device("cuda"), 5) == 5
+    assert fastpath.trials_together("mlp", torch.device("cpu"), 5) == 5
+    arch = replace(profiles.TABLE1["dropout"], width=10, hidden_layers=3, lr=0.1)
+    kw = dict(seeds=(0, 1, 2), epochs=400, stop_loss=0.02, dtype="float64", progress=False)
+    fast, ref = (train(arch, D.x, D.y, engine=e, **kw) for e in ("auto", "reference"))
+    assert fast.settings["epochs_trained"] == ref.settings["epochs_trained"]
+    assert len(set(ref.settings["epochs_trained"])) > 1  # the trials did stop at different epochs
+    assert_same(fast, ref)
+
+
+def test_conv_fast_path_raises_training_diverged():
+    from repalign.train import TrainingDiverged
+
+    arch = replace(profiles.TABLE1["convolution"], width=35, hidden_layers=1)
+    with pytest.raises(TrainingDiverged, match=r"diverged at epoch \d+ .*engine 'fused'") as info:
+        train(arch, D.x, D.y, trials=2, epochs=200, lr=500.0, progress=False)
+    assert info.value.recording.trials >= 1
