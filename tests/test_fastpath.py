@@ -301,3 +301,13 @@ def test_conv_fast_path_raises_training_diverged():
     with pytest.raises(TrainingDiverged, match=r"diverged at epoch \d+ .*engine 'fused'") as info:
         train(arch, D.x, D.y, trials=2, epochs=200, lr=500.0, progress=False)
     assert info.value.recording.trials >= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the conv fast path on a GPU is not tested")
+def test_conv_fast_path_on_cuda_equals_the_cpu_reference():
+    """On a GPU all conv trials train as one BatchedConvNet (fastpath.trials_together)."""
+    arch = replace(profiles.TABLE1["convolution"], width=40, hidden_layers=2, lr=0.05)
+    kw = dict(seeds=(0, 1, 2), epochs=300, layer="all", dtype="float64", progress=False)
+    gpu = train(arch, D.x, D.y, device="cuda", **kw)
+    assert gpu.settings["engine"] == "fused" and gpu.settings["batched"]
+    assert_same(gpu, train(arch, D.x, D.y, engine="reference", **kw))
