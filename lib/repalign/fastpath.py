@@ -3,12 +3,13 @@
 :func:`repalign.train.train` uses these paths for plain SGD on every variant of
 :data:`repalign.models.VARIANTS` with a batched model: ``"mlp"`` and ``"skip"`` networks trained as one
 :class:`~repalign.models.BatchedMLP`, ``"dropout"`` networks as one BatchedMLP with per-trial masks
-(:class:`DropoutMasks`, CPU only) and ``"conv"`` networks as one :class:`~repalign.models.BatchedConvNet`,
-with full batches (:func:`run_sgd_full_batch`) or minibatches (:func:`run_sgd_minibatch`) -- and the
-autograd loop of :mod:`repalign.reference` (``engine="reference"``) everywhere else; :func:`select_engine`
-makes that choice, in one place. All compute the same thing; ``tests/test_fastpath.py`` checks that they
-agree in float64 to rounding error, the conv and dropout paths against single trials of the reference.
-Eq. (1) and the minibatch order come from :mod:`repalign.reference`, the side they are tested against.
+(:class:`DropoutMasks`, CPU only) and ``"conv"`` networks as one :class:`~repalign.models.BatchedConvNet`
+(conv and dropout: one trial per model on the CPU, :func:`trials_together`), with full batches
+(:func:`run_sgd_full_batch`) or minibatches (:func:`run_sgd_minibatch`) -- and the autograd loop of
+:mod:`repalign.reference` (``engine="reference"``) everywhere else; :func:`select_engine` makes that
+choice, in one place. All compute the same thing; ``tests/test_fastpath.py`` checks that they agree in
+float64 to rounding error, the conv and dropout paths against single trials of the reference. Eq. (1)
+and the minibatch order come from :mod:`repalign.reference`, the side they are tested against.
 
 Two back ends (:data:`BACKENDS`):
 
@@ -24,7 +25,7 @@ Two back ends (:data:`BACKENDS`):
     BLAS is slow on these skinny products, so on the CPU it is several times slower than the kernel.
     The only back end for conv and dropout networks. A convolution is three batched products per
     layer on its unfolded windows (:func:`repalign.networks.unfold_windows`): output, input gradient
-    (:func:`repalign.networks.input_gradient`) and weight update, all trials at once;
+    (:func:`repalign.networks.input_gradient`) and weight update, for all trials of the model at once;
     ``benchmarks/conv_dropout.py`` measures it against the reference.
 
 Why it matters. With two data points every layer is a (2 x 500) @ (500 x 500) product: the work is
