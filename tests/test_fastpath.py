@@ -206,10 +206,81 @@ def test_uncovered_configurations_fall_back(kwargs, why):
             train(arch, D.x, D.y, seeds=(0,), epochs=3, progress=False, engine=engine, **kwargs)
 
 
-@pytest.mark.parametrize("name", ["convolution", "dropout"])
-def test_conv_and_dropout_fall_back(name):
-    arch = replace(profiles.TABLE1[name], width=60, hidden_layers=2)
-    assert train(arch, D.x, D.y, seeds=(0,), epochs=2, progress=False).settings["engine"] == "reference"
+VARIANT_CASES = [  # (Table 1 row, width, hidden layers, activation, gain, lr, seeds, layer)
+    ("convolution", 40, 2, "leaky_relu", 0.95, 0.05, (0, 1, 2), "all"),
+    ("convolution", 35, 1, "tanh", 1.1, 0.05, (3, 4), None),
+    ("convolution", 55, 3, "relu", 1.0, 0.02, (5,), 2),
+    ("dropout", 12, 4, "leaky_relu", 1.0, 0.05, (0, 1, 2), "all"),
+    ("dropout", 9, 2, "tanh", 1.2, 0.1, (3, 4), None),
+    ("dropout", 16, 3, "elu", 0.9, 0.05, (5,), 1),
+]
+
+
+@pytest.mark.parametrize("name, width, depth, activation, gain, lr, seeds, layer", VARIANT_CASES)
+def test_conv_and_dropout_fast_paths_equal_single_trials_of_the_reference(name, width, depth, activation, gain, lr,
+                                                                           seeds, layer):
+    """All trials together on the fused path against the reference, which trains each trial alone
+    (its own ConvNet, or its own MLP with torch's dropout after ``torch.manual_seed(seed)``): same
+    initial weights, same masks, same records and final weights over 300 full-batch steps."""
+    arch = replace(profiles.TABLE1[name], width=width, hidden_layers=depth, activation=activation, gain=gain, lr=lr)
+    kw = dict(seeds=seeds, epochs=300, layer=layer, dtype="float64", progress=False, keep_models=True)
+    fast = train(arch, D.x, D.y, **kw)
+    ref = train(arch, D.x, D.y, engine="reference", **kw)
+    assert fast.settings["engine"] == "fused" and fast.settings["batched"]
+    assert ref.settings["engine"] == "reference" and not ref.settings["batched"]
+    assert ref.loss[:, -1].max() < 0.5 * ref.loss[:, 0].min()  # the runs learned something to compare
+    assert_same(fast, ref)
+    for mf, mr in zip(fast.models, ref.models):
+        assert type(mf) is type(mr)
+        for pf, pr in zip(mf.parameters(), mr.parameters()):
+            np.testing.assert_allclose(pf.detach().numpy(), pr.detach().numpy(), rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize("name, width, depth", [("convolution", 40, 2), ("dropout", 10, 3)])
+def test_conv_and_dropout_minibatches_equal_the_reference(name, width, depth):
+    arch = replace(profiles.TABLE1[name], width=width, hidden_layers=depth, lr=0.05)
+    x = np.vstack([XOR_X, XOR_X + 0.3, XOR_X - 0.2])
+    y = np.vstack([XOR_Y, XOR_Y, 1 - XOR_Y])
+    kw = dict(seeds=(3, 4), epochs=60, batch_size=5, layer="all", pair=(2, 9), dtype="float64", progress=False)
+    fast, ref = (train(arch, x, y, engine=e, **kw) for e in ("fast", "reference"))
+    assert fast.settings["engine"] == "fused" and ref.settings["engine"] == "reference"
+    assert ref.loss[:, -1].max() < 0.9 * ref.loss[:, 0].min()
+    assert_same(fast, ref)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_dropout_masks_are_torchs_cpu_dropout_after_manual_seed(dtype):
+    """DropoutMasks draws, per trial, what nn.Dropout draws from the default generator after
+    ``torch.manual_seed(seed)``, call after call."""
+    shapes = [(2, 1), (2, 7), (5, 7), (2, 7)]
+    masks = fastpath.DropoutMasks((11, 12), 0.1, dtype)
+    got = [masks(shapes) for _ in range(3)]
+    drop = torch.nn.Dropout(0.1)
+    for t, seed in enumerate((11, 12)):
+        torch.manual_seed(seed)
+        for step in got:
+            for shape, m in zip(shapes, step):
+                assert torch.equal(m[t], drop(torch.ones(shape, dtype=dtype)))
+    assert not torch.equal(got[0][1][0], got[0][1][1])  # the trials' masks differ
+
+
+def test_conv_and_dropout_fall_back_or_raise_where_not_covered():
+    conv = replace(profiles.TABLE1["convolution"], width=40, hidden_layers=2)
+    assert train(conv, D.x, D.y, seeds=(0,), epochs=2, progress=False).settings["engine"] == "fused"
+    adam = train(conv, D.x, D.y, seeds=(0, 1), epochs=2, optimizer="adam", lr=1e-3, progress=False)
+    assert adam.settings["engine"] == "reference" and not adam.settings["batched"]
+    with pytest.raises(ValueError, match="no branch for variant='conv'"):
+        train(conv, D.x, D.y, seeds=(0,), epochs=2, engine="kernel", progress=False)
+    # dropout masks are drawn as torch draws them on the CPU: on a GPU the reference runs
+    kw = dict(variant="dropout", optimizer="sgd", batched=True, full_batch=True, device=torch.device("cuda"))
+    assert fastpath.select_engine("auto", **kw) == "reference"
+    assert fastpath.select_engine("auto", **{**kw, "device": torch.device("cpu")}) == "fused"
+    for engine in ("fast", "fused"):
+        with pytest.raises(ValueError, match=f"`engine='{engine}'` trains variant='dropout' on cpu only"):
+            fastpath.select_engine(engine, **kw)
+    with pytest.raises(RuntimeError, match="BatchedMLP draws no dropout masks"):
+        models.build_batched(replace(profiles.TABLE1["dropout"], width=8, hidden_layers=2), seeds=(0,)).train()(
+            torch.zeros(2, 1))
 
 
 def test_bad_engine():
@@ -263,3 +334,36 @@ def test_an_activation_without_kernel_code_trains_on_the_fused_path(monkeypatch)
     np.testing.assert_allclose(fast.z, ref.z, rtol=1e-10, atol=1e-14)
     with pytest.raises(ValueError, match="no branch for activation='softplus'"):
         train(arch, XOR_X, XOR_Y, engine="kernel", **kw)
+
+
+def test_conv_and_dropout_stop_per_trial_on_the_cpu_as_the_reference_does():
+    """On the CPU the fast path trains these trials one per model (fastpath.trials_together), so each
+    stops on its own at ``stop_loss``, exactly as the reference's trials, one after another."""
+    assert fastpath.trials_together("conv", torch.device("cpu"), 5) == 1
+    assert fastpath.trials_together("conv", torch.device("cuda"), 5) == 5
+    assert fastpath.trials_together("mlp", torch.device("cpu"), 5) == 5
+    arch = replace(profiles.TABLE1["dropout"], width=10, hidden_layers=3, lr=0.1)
+    kw = dict(seeds=(0, 1, 2), epochs=400, stop_loss=0.02, dtype="float64", progress=False)
+    fast, ref = (train(arch, D.x, D.y, engine=e, **kw) for e in ("auto", "reference"))
+    assert fast.settings["epochs_trained"] == ref.settings["epochs_trained"]
+    assert len(set(ref.settings["epochs_trained"])) > 1  # the trials did stop at different epochs
+    assert_same(fast, ref)
+
+
+def test_conv_fast_path_raises_training_diverged():
+    from repalign.train import TrainingDiverged
+
+    arch = replace(profiles.TABLE1["convolution"], width=35, hidden_layers=1)
+    with pytest.raises(TrainingDiverged, match=r"diverged at epoch \d+ .*engine 'fused'") as info:
+        train(arch, D.x, D.y, trials=2, epochs=200, lr=500.0, progress=False)
+    assert info.value.recording.trials >= 1
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device: the conv fast path on a GPU is not tested")
+def test_conv_fast_path_on_cuda_equals_the_cpu_reference():
+    """On a GPU all conv trials train as one BatchedConvNet (fastpath.trials_together)."""
+    arch = replace(profiles.TABLE1["convolution"], width=40, hidden_layers=2, lr=0.05)
+    kw = dict(seeds=(0, 1, 2), epochs=300, layer="all", dtype="float64", progress=False)
+    gpu = train(arch, D.x, D.y, device="cuda", **kw)
+    assert gpu.settings["engine"] == "fused" and gpu.settings["batched"]
+    assert_same(gpu, train(arch, D.x, D.y, engine="reference", **kw))

@@ -181,10 +181,33 @@ def test_batched_mlp_equals_its_trials(variant):
             assert torch.equal(p, q)
 
 
-def test_batched_rejects_conv_and_dropout():
-    for variant in ("conv", "dropout"):
-        with pytest.raises(ValueError, match="must be 'mlp' or 'skip'"):
-            models.build_batched(SMALL[variant], seeds=[0])
+def test_batched_conv_equals_its_trials():
+    arch = SMALL["conv"]
+    seeds = [0, 7, 9]
+    batched = models.build_batched(arch, seeds=seeds, dtype=torch.float64)
+    assert isinstance(batched, models.BatchedConvNet) and isinstance(batched, models.BatchedNetwork)
+    x = torch.randn(5, 1, dtype=torch.float64)
+    out, hs = batched(x, hidden="all")
+    assert out.shape == (3, 5, 1) and len(hs) == models.n_hidden(arch)
+    for k, s in enumerate(seeds):
+        single = models.build(arch, seed=s, dtype=torch.float64)
+        o, h = single(x, hidden="all")
+        torch.testing.assert_close(out[k], o, rtol=1e-13, atol=1e-14)
+        for a, b in zip(hs, h):
+            torch.testing.assert_close(a[k], b, rtol=1e-13, atol=1e-14)
+        for p, q in zip(batched.trial(k).parameters(), single.parameters()):
+            assert torch.equal(p, q)
+
+
+def test_batched_dropout_evaluates_in_eval_mode_only():
+    arch = SMALL["dropout"]
+    batched = models.build_batched(arch, seeds=[0, 1], dtype=torch.float64).eval()
+    x = torch.randn(4, 1, dtype=torch.float64)
+    single = models.build(arch, seed=1, dtype=torch.float64).eval()
+    torch.testing.assert_close(batched(x)[0][1], single(x)[0], rtol=1e-13, atol=1e-14)
+    assert batched.trial(1).dropout == single.dropout
+    with pytest.raises(RuntimeError, match="draws no dropout masks"):
+        batched.train()(x)
 
 
 # ---------------------------------------------------------------- read-out layer
@@ -249,7 +272,7 @@ def test_every_variant_builds_a_network_of_the_protocol():
         net = models.build(arch, seed=0)
         assert isinstance(net, models.Network) and len(net.layer_names) == net.n_hidden == models.n_hidden(arch)
         assert 1 <= models.default_hidden_layer(arch) <= net.n_hidden
-        if variant.batchable:
+        if variant.batch is not None:
             assert isinstance(models.build_batched(arch, seeds=(0, 1)), models.BatchedNetwork)
 
 

@@ -150,12 +150,15 @@ def test_adam_and_minibatch_shapes_and_settings():
 
 
 @pytest.mark.parametrize("variant", ["conv", "dropout"])
-def test_looped_variants_run(variant):
+def test_conv_and_dropout_run_batched_on_auto_and_looped_on_the_reference(variant):
     arch = replace(TINY, variant=variant, width=40 if variant == "conv" else 16,
                    hidden_layers=2 if variant == "conv" else 4, lr=0.005)
-    rec = train(arch, D.x, D.y, trials=2, epochs=8, keep_models=True, progress=False)
-    assert not rec.settings["batched"] and rec.z.shape == (2, 9, 3) and len(rec.models) == 2
-    assert rec.layer == models.default_hidden_layer(arch)
+    for engine, batched in (("auto", True), ("reference", False)):
+        rec = train(arch, D.x, D.y, trials=2, epochs=8, keep_models=True, engine=engine, progress=False)
+        assert rec.settings["batched"] == batched and rec.settings["engine"] == ("fused" if batched else "reference")
+        assert rec.z.shape == (2, 9, 3) and len(rec.models) == 2
+        assert rec.layer == models.default_hidden_layer(arch)
+        assert all(type(m) is type(models.build(arch, seed=0)) for m in rec.models)
     code = train(arch, D.x, D.y, epochs=2, convention="code", progress=False)
     assert code.layer == models.default_hidden_layer(arch, convention="code")
 
@@ -262,6 +265,7 @@ INIT_CASES = [  # (variant, engine, batch_size, batched)
     ("mlp", "kernel", None, True), ("mlp", "fused", None, True), ("mlp", "reference", None, True),
     ("skip", "kernel", None, True), ("mlp", "fused", 2, True), ("mlp", "reference", 2, True),
     ("mlp", "reference", None, False), ("conv", "reference", None, True), ("dropout", "reference", 2, True),
+    ("conv", "fused", None, True), ("dropout", "fused", None, True), ("dropout", "fused", 2, True),
 ]
 
 

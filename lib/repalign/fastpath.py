@@ -1,12 +1,15 @@
 """The fast training paths: hand-written backpropagation with fused in-place updates, and the engine choice.
 
-:func:`repalign.train.train` uses these paths for the common case of the book -- plain SGD or Adam on
-``"mlp"`` or ``"skip"`` networks (the batchable variants of :data:`repalign.models.VARIANTS`) trained as
-one :class:`~repalign.models.BatchedMLP`, with full batches (:func:`run_sgd_full_batch`) or minibatches
-(:func:`run_sgd_minibatch`; both take ``optimizer=``) -- and the autograd loop of :mod:`repalign.reference`
-(``engine="reference"``) everywhere else; :func:`select_engine` makes that choice, in one place. All
-compute the same thing; ``tests/test_fastpath.py`` checks that they agree in float64 to rounding error.
-Eq. (1) and the minibatch order come from :mod:`repalign.reference`, the side they are tested against.
+:func:`repalign.train.train` uses these paths for plain SGD on every variant of
+:data:`repalign.models.VARIANTS` with a batched model, and for Adam on ``"mlp"`` and ``"skip"``: ``"mlp"`` and ``"skip"`` networks trained as one
+:class:`~repalign.models.BatchedMLP`, ``"dropout"`` networks as one BatchedMLP with per-trial masks
+(:class:`DropoutMasks`, CPU only) and ``"conv"`` networks as one :class:`~repalign.models.BatchedConvNet`
+(conv and dropout: one trial per model on the CPU, :func:`trials_together`), with full batches
+(:func:`run_sgd_full_batch`) or minibatches (:func:`run_sgd_minibatch`; both take ``optimizer=``) -- and the autograd loop of
+:mod:`repalign.reference` (``engine="reference"``) everywhere else; :func:`select_engine` makes that
+choice, in one place. All compute the same thing; ``tests/test_fastpath.py`` checks that they agree in
+float64 to rounding error, the conv and dropout paths against single trials of the reference. Eq. (1)
+and the minibatch order come from :mod:`repalign.reference`, the side they are tested against.
 
 Two back ends (:data:`BACKENDS`):
 
@@ -15,7 +18,7 @@ Two back ends (:data:`BACKENDS`):
     forward pass and read and written once in the backward pass, where the row's share of the input
     gradient and its SGD update are taken in the same sweep. Trials run in parallel, one per core.
     This reaches the memory floor (``benchmarks/train.py`` measures it).
-``"fused"`` (any device, CUDA included; full batches and minibatches; SGD and Adam)
+``"fused"`` (any device, CUDA included; full batches and minibatches; SGD, and Adam for mlp/skip)
     Torch operations: each layer's SGD update ``W <- W - lr a^T g`` is a single in-place ``baddbmm_``
     (no gradient tensor), made right after the layer's input gradient ``g W^T`` has been taken from
     the not-yet-updated weights: three passes over the weights per epoch instead of autograd's five.
@@ -24,6 +27,10 @@ Two back ends (:data:`BACKENDS`):
     buffer allocated once, then updates every weight, both moments and the step counts in one fused
     in-place kernel (``torch._fused_adam_``, the kernel of ``torch.optim.Adam(fused=True)``), where
     ``torch.optim.Adam``'s default CPU path makes about ten passes over the weights per step.
+    The only back end for conv and dropout networks. A convolution is three batched products per
+    layer on its unfolded windows (:func:`repalign.networks.unfold_windows`): output, input gradient
+    (:func:`repalign.networks.input_gradient`) and weight update, for all trials of the model at once;
+    ``benchmarks/conv_dropout.py`` measures it against the reference.
 
 Why it matters. With two data points every layer is a (2 x 500) @ (500 x 500) product: the work is
 reading the weights, not arithmetic.
@@ -42,19 +49,21 @@ import torch
 
 from .activations import ACTIVATIONS
 from .models import VARIANTS, BatchedMLP
+from .networks import BatchedConvNet, input_gradient
 from .reference import ADAM
 from .reference import loss as _loss
 from .reference import minibatches as _minibatches
 
-__all__ = ["DERIVATIVES", "BACKENDS", "ENGINES", "FAST_OPTIMIZERS", "supports", "default_backend",
-           "select_engine", "run_sgd_full_batch", "run_sgd_minibatch"]
+__all__ = ["DERIVATIVES", "BACKENDS", "ENGINES", "FAST_OPTIMIZERS", "supports", "trials_together", "default_backend", "select_engine",
+           "run_sgd_full_batch", "run_sgd_minibatch", "DropoutMasks"]
 
 #: The fast path's back ends: the compiled CPU kernel and the fused torch operations.
 BACKENDS = ("kernel", "fused")
-#: The optimisers of the fused back end; the kernel trains plain SGD only.
-FAST_OPTIMIZERS = ("sgd", "adam")
 #: The values of ``train(engine=...)``.
 ENGINES = ("auto", "fast", "kernel", "fused", "reference")
+#: The optimisers of the fused back end (Adam on the ``batchable`` variants, mlp and skip); the kernel
+#: trains plain SGD only.
+FAST_OPTIMIZERS = ("sgd", "adam")
 
 #: ``activation -> f(z, a)``: derivative of the activation at pre-activation ``z`` (``a = act(z)``);
 #: ``None`` means 1 (linear). A view of :data:`repalign.activations.ACTIVATIONS`.
@@ -63,8 +72,22 @@ DERIVATIVES: dict[str, Callable] = {name: a.derivative for name, a in ACTIVATION
 
 def supports(*, variant: str, optimizer: str, batched: bool) -> bool:
     """Whether the fast path covers a configuration (else the reference loop runs): full batches train
-    with :func:`run_sgd_full_batch`, minibatches with :func:`run_sgd_minibatch`."""
-    return variant in VARIANTS and VARIANTS[variant].batchable and optimizer in FAST_OPTIMIZERS and batched
+    with :func:`run_sgd_full_batch`, minibatches with :func:`run_sgd_minibatch`. Variants with a batched
+    model (``VARIANTS[variant].batch``) are covered, on the devices of ``VARIANTS[variant].fast_devices``
+    (checked by :func:`select_engine`), with plain SGD; Adam on the ``batchable`` variants (mlp, skip)."""
+    if variant not in VARIANTS or not batched:
+        return False
+    v = VARIANTS[variant]
+    return (optimizer == "sgd" and v.batch is not None) or (optimizer in FAST_OPTIMIZERS and v.batchable)
+
+
+def trials_together(variant: str, device: torch.device, trials: int) -> int:
+    """How many of ``trials`` the fast path trains as one batched model; groups of that size train one
+    after another. All of them, except on the CPU for a variant with ``VARIANTS[variant].cpu_trials``:
+    there the conv network's windows and the dropout network's weights of several trials overflow the
+    caches, and one trial at a time was measured fastest (``benchmarks/conv_dropout.py``)."""
+    n = VARIANTS[variant].cpu_trials if torch.device(device).type == "cpu" else None
+    return trials if n is None else max(1, min(n, trials))
 
 
 def default_backend(device: torch.device) -> str:
@@ -83,13 +106,13 @@ def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, f
     variant, optimizer : str
         ``Architecture.variant`` and the optimiser name.
     batched : bool
-        Whether the trials train as one :class:`~repalign.models.BatchedMLP`.
+        Whether the trials train as one batched model (``VARIANTS[variant].batch``).
     full_batch : bool
         Full-batch training (else minibatches).
     device : torch.device
     activation : str, optional
         The network's activation; one without a kernel code (:class:`repalign.activations.Activation`)
-        runs on the fused back end.
+        runs on the fused back end, as do variants the kernel does not cover (``"conv"``, ``"dropout"``).
 
     Returns
     -------
@@ -102,17 +125,26 @@ def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, f
     ------
     ValueError
         Unknown ``engine``; ``"fast"``, ``"kernel"`` or ``"fused"`` asked for a configuration the fast
-        paths do not cover; ``"kernel"`` with minibatches, Adam, off the CPU or for an activation it lacks.
+        paths do not cover (or on a device outside ``VARIANTS[variant].fast_devices``); ``"kernel"``
+        with minibatches, Adam, off the CPU or for a variant or activation it lacks.
     """
     if engine not in ENGINES:
         raise ValueError(f"`engine` must be one of {', '.join(ENGINES)}; got {engine!r}")
     fast_ok = supports(variant=variant, optimizer=optimizer, batched=batched)
     if engine in ("fast", "kernel", "fused") and not fast_ok:
-        names = "/".join(repr(k) for k, v in VARIANTS.items() if v.batchable)
-        raise ValueError(f"`engine={engine!r}` covers only batched {names} networks with optimizer "
-                         f"{' or '.join(map(repr, FAST_OPTIMIZERS))}; "
+        names = "/".join(repr(k) for k, v in VARIANTS.items() if v.batch is not None)
+        adam = "/".join(repr(k) for k, v in VARIANTS.items() if v.batchable)
+        raise ValueError(f"`engine={engine!r}` covers only batched {names} networks with optimizer='sgd' "
+                         f"(and {adam} with 'adam'); "
                          f"got variant={variant!r}, optimizer={optimizer!r}, batched={batched!r}. "
                          "Use engine='auto'.")
+    on = torch.device(device).type
+    if fast_ok and on not in VARIANTS[variant].fast_devices:  # e.g. dropout masks: drawn as the CPU draws them
+        if engine in ("fast", "kernel", "fused"):
+            raise ValueError(f"`engine={engine!r}` trains variant={variant!r} on "
+                             f"{'/'.join(VARIANTS[variant].fast_devices)} only, got device={str(device)!r}; "
+                             "use engine='auto' or 'reference'")
+        fast_ok = False
     if engine == "kernel" and not full_batch:
         raise ValueError("`engine='kernel'` trains full batches only, got minibatches (`batch_size` < n_points); "
                          "use engine='fused' or 'auto' for minibatches")
@@ -121,8 +153,10 @@ def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, f
                          "use engine='fused' or 'auto'")
     if not fast_ok or engine == "reference":
         return "reference"
-    in_kernel = getattr(ACTIVATIONS.get(activation), "code", 0) is not None  # unknown names: build() says
-    if engine == "kernel" and not in_kernel:
+    if engine == "kernel" and not VARIANTS[variant].kernel:
+        raise ValueError(f"`engine='kernel'` has no branch for variant={variant!r}; use engine='fused'")
+    in_kernel = VARIANTS[variant].kernel and getattr(ACTIVATIONS.get(activation), "code", 0) is not None
+    if engine == "kernel" and not in_kernel:  # unknown activation names: build() says
         raise ValueError(f"`engine='kernel'` has no branch for activation={activation!r}; use engine='fused'")
     backend = ("fused" if not full_batch or not in_kernel or optimizer != "sgd" else engine if engine in BACKENDS
                else default_backend(device))
@@ -132,34 +166,39 @@ def select_engine(engine: str, *, variant: str, optimizer: str, batched: bool, f
 
 
 @torch.no_grad()
-def run_sgd_full_batch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, recorder, rows, bar,
-                       backend: str = "fused", stop=None, optimizer: str = "sgd") -> int:
+def run_sgd_full_batch(model: BatchedMLP | BatchedConvNet, *, X, Y, spec, lr: float, epochs: int, recorder, rows,
+                       bar, backend: str = "fused", stop=None, seeds=None, optimizer: str = "sgd") -> int:
     """Train ``model`` in place for ``epochs`` full-batch steps, filling ``recorder`` like the reference.
 
-    ``optimizer``: one of :data:`FAST_OPTIMIZERS` (``"adam"`` on the ``"fused"`` back end only).
+    ``optimizer``: one of :data:`FAST_OPTIMIZERS` (``"adam"`` on the ``"fused"`` back end and for a
+    :class:`BatchedMLP` only).
 
     Record ``e`` is taken from the forward pass of epoch ``e`` (before its update), the last record
-    after the final update -- exactly what :func:`repalign.train.train` records on its reference path.
-    ``backend`` is one of :data:`BACKENDS`; ``"kernel"`` needs the model on the CPU. ``stop(e)``
-    (optional), called after the record of epoch ``e`` is written, ends training after that epoch when
-    it returns true (the kernel asks only at the end of each chunk of :data:`KERNEL_CHUNK` epochs).
-    Returns the number of epochs trained; the final record is written at that index.
+    after the final update -- exactly what :func:`repalign.train.train` records on its reference path
+    (for a dropout model, from a separate pass without dropout, as the reference's eval mode).
+    ``backend`` is one of :data:`BACKENDS`; ``"kernel"`` needs a :class:`BatchedMLP` without dropout
+    on the CPU. ``stop(e)`` (optional), called after the record of epoch ``e`` is written, ends
+    training after that epoch when it returns true (the kernel asks only at the end of each chunk of
+    :data:`KERNEL_CHUNK` epochs). ``seeds`` (one per trial) seed a dropout model's masks
+    (:class:`DropoutMasks`). Returns the number of epochs trained; the final record is written at that index.
     """
-    if not isinstance(model, BatchedMLP):
-        raise TypeError(f"`model` must be a BatchedMLP, got {type(model).__name__}")
+    if not isinstance(model, (BatchedMLP, BatchedConvNet)):
+        raise TypeError(f"`model` must be a BatchedMLP or BatchedConvNet, got {type(model).__name__}")
     if backend not in BACKENDS:
         raise ValueError(f"`backend` must be one of {', '.join(BACKENDS)}; got {backend!r}")
     if optimizer not in FAST_OPTIMIZERS or (backend == "kernel" and optimizer != "sgd"):
         raise ValueError(f"`optimizer` must be one of {', '.join(FAST_OPTIMIZERS)} ('sgd' only on the kernel); "
                          f"got {optimizer!r} with backend={backend!r}")
     if backend == "kernel":
+        if not isinstance(model, BatchedMLP) or model.dropout > 0:
+            raise ValueError("`backend='kernel'` trains BatchedMLPs without dropout only; use backend='fused'")
         if X.device.type != "cpu":
             raise ValueError(f"`backend='kernel'` runs on the CPU only; the data are on {X.device}. "
                              "Use backend='fused'.")
         return _run_kernel(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder, rows=rows,
                            bar=bar, stop=stop)
     return _run_fused(model, X=X, Y=Y, spec=spec, lr=lr, epochs=epochs, recorder=recorder, rows=rows, bar=bar,
-                      stop=stop, optimizer=optimizer)
+                      stop=stop, seeds=seeds, optimizer=optimizer)
 
 
 #: Epochs per kernel call: the progress bar advances between calls (the call overhead is ~0.1 ms).
@@ -254,7 +293,12 @@ _UPDATES = {"sgd": _SGD, "adam": _Adam}
 
 class _Fused:
     """Forward and backward passes of a BatchedMLP written out, with in-place updates (:class:`_SGD`,
-    :class:`_Adam`)."""
+    :class:`_Adam`).
+
+    ``masks`` (optional, in :meth:`forward` and :meth:`step`): one dropout factor per linear layer,
+    ``masks[i]`` (T, n, fan_in) multiplying that layer's input (0 or ``1 / (1 - p)``, see
+    :class:`DropoutMasks`), as ``nn.Dropout`` does before every linear layer of a dropout MLP.
+    """
 
     def __init__(self, model: BatchedMLP, optimizer: str, lr: float):
         self.act = ACTIVATIONS[model.activation]
@@ -265,11 +309,17 @@ class _Fused:
         self.T = model.trials
         self.update = _UPDATES[optimizer](self.Ws, self.bs, lr)
 
-    def forward(self, x):
-        """``x`` (T, n, d) -> output, pre-activations, activation outputs and hidden layers (with skips)."""
+    def forward(self, x, masks=None):
+        """``x`` (T, n, d) -> output, pre-activations, activation outputs, hidden layers (with skips) and
+        each linear layer's input (after its dropout factor)."""
         Ws, bs, skip = self.Ws, self.bs, self.skip
-        a, zs, ps, hs = x, [], [], []
-        for i in range(self.L):
+        a, zs, ps, hs, ins = x, [], [], [], []
+        for i in range(self.L + 1):
+            if masks is not None:
+                a = a * masks[i]
+            ins.append(a)
+            if i == self.L:
+                break
             z = torch.baddbmm(bs[i], a, Ws[i])
             a = self.act(z)
             zs.append(z)
@@ -277,12 +327,22 @@ class _Fused:
             if skip and i >= 2:
                 a = a + hs[i - 2]
             hs.append(a)
-        return torch.baddbmm(bs[self.L], a, Ws[self.L]), zs, ps, hs
+        return torch.baddbmm(bs[self.L], a, Ws[self.L]), zs, ps, hs, ins
 
-    def step(self, x, y):
+    @staticmethod
+    def hidden(fwd, spec):
+        """The recorded hidden layers of a :meth:`forward` result: all of them or layer ``spec``."""
+        hs = fwd[3]
+        return hs if spec == "all" else hs[spec - 1]
+
+    def mask_shapes(self, n):
+        """The shape of each linear layer's input for ``n`` points (one trial), for :class:`DropoutMasks`."""
+        return [(n, w.shape[1]) for w in self.Ws]
+
+    def step(self, x, y, masks=None):
         """One optimiser step on the points ``x`` (T, n, d), targets ``y`` (T or 1, n, O), of the loss
         ``1/2 mean_n ||f - y||^2``; returns the forward pass taken before the update."""
-        out, zs, ps, hs = fwd = self.forward(x)
+        out, zs, ps, hs, ins = fwd = self.forward(x, masks)
         Ws, skip, L = self.Ws, self.skip, self.L
         g = (out - y) / x.shape[1]  # d loss / d out, per trial (the trials' losses are summed)
         ga = [None] * L  # d loss / d h_i, accumulated (skip connections add to two layers below)
@@ -292,7 +352,6 @@ class _Fused:
                 if skip and i >= 2:
                     ga[i - 2] = g if ga[i - 2] is None else ga[i - 2] + g
                 g = self.act.chain(g, zs[i], ps[i])
-            inp = x if i == 0 else hs[i - 1]
             if i > 0:  # input gradient from the weights before their update
                 # g W^T. For two points it is computed as (W g^T)^T: BLAS was measured several times
                 # faster on that form of the skinny product (~60 vs ~180 us for a 500 x 500 layer); for
@@ -300,67 +359,168 @@ class _Fused:
                 # trials: 0.07 vs 0.28 ms, benchmarks/families.py times the whole step)
                 back = (torch.bmm(Ws[i], g.mT).mT.contiguous() if g.shape[1] <= _TRANSPOSED_BELOW
                         else torch.bmm(g, Ws[i].mT))
+                if masks is not None:
+                    back = back * masks[i]
                 ga[i - 1] = back if ga[i - 1] is None else ga[i - 1] + back
-            self.update.layer(i, inp, g)
+            self.update.layer(i, ins[i], g)
         self.update.finish()
         return fwd
 
 
-def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop, optimizer):
-    net = _Fused(model, optimizer, lr)
+class _ConvFused:
+    """Forward and backward passes of a :class:`~repalign.networks.BatchedConvNet` written out, with
+    in-place SGD updates: per convolution three batched products (output, input gradient from the
+    weights before their update, weight update) on the windows of :func:`~repalign.networks.unfold_windows`."""
+
+    def __init__(self, model: BatchedConvNet, lr: float):
+        self.model, self.lr = model, lr
+        self.deriv = ACTIVATIONS[model.activation].derivative
+        self.K = model.kernel_size
+        self.T = model.trials
+
+    def forward(self, x, masks=None):
+        """``x`` (T, n, d) -> ``(out, zs, acts, windows)`` of :meth:`BatchedConvNet.layers`."""
+        return self.model.layers(x)
+
+    @staticmethod
+    def hidden(fwd, spec):
+        acts = fwd[2]
+        return [BatchedConvNet.flat(h) for h in acts] if spec == "all" else BatchedConvNet.flat(acts[spec - 1])
+
+    def _times_deriv(self, g, z, a):
+        d = self.deriv(z, a)
+        return g if d is None else g * d
+
+    def step(self, x, y, masks=None):
+        """One SGD step on ``x`` (T, n, d), targets ``y``; returns the forward pass before the update."""
+        m, lr = self.model, self.lr
+        out, zs, acts, windows = fwd = self.forward(x)
+        T, n = self.T, x.shape[1]
+        g = (out - y) / n  # d loss / d out (T, n, O)
+        last = acts[-1].view(T, n, -1)  # the last convolution has one channel
+        ga = torch.bmm(g, m.readout_weight.data.mT)  # d loss / d last, from the weights before the update
+        m.readout_weight.data.baddbmm_(last.mT, g, alpha=-lr)
+        m.readout_bias.data.sub_(g.sum(1, keepdim=True), alpha=lr)
+        ga = ga.view(acts[-1].shape)
+        for c in range(len(windows) - 1, -1, -1):
+            w, b = m.conv_weights[c].data, m.conv_biases[c].data  # (T, C_out, C_in K), (T, C_out, 1)
+            gz = self._times_deriv(ga, zs[c + 1], acts[c + 1])  # (T, C_out, n, L_out)
+            ga = input_gradient(w, gz, self.K)  # (T, C_in, n, L_in)
+            gz = gz.view(T, w.shape[1], -1)
+            w.baddbmm_(gz, windows[c].mT, alpha=-lr)
+            b.sub_(gz.sum(-1, keepdim=True), alpha=lr)
+        gz = self._times_deriv(ga.view(zs[0].shape), zs[0], acts[0])  # the first linear layer (one channel)
+        m.lift_weight.data.baddbmm_(x.mT, gz, alpha=-lr)
+        m.lift_bias.data.sub_(gz.sum(1, keepdim=True), alpha=lr)
+        return fwd
+
+
+class DropoutMasks:
+    """The dropout factors of a batched dropout MLP, drawn per trial exactly as the reference draws them.
+
+    The reference trains a dropout trial alone after ``torch.manual_seed(seed)`` (see
+    :func:`repalign.train.train`), and on the CPU each ``nn.Dropout`` call multiplies its input by
+    ``torch.empty_like(input).bernoulli_(1 - p) / (1 - p)`` from the default generator. Here each trial
+    has its own CPU generator seeded with its seed, and every call draws, per trial and in the
+    reference's order (each linear layer's input, first to last, step after step), a factor of the
+    same shape and dtype: so trial ``k`` sees exactly the masks of a run of ``seeds[k]`` alone. (On a
+    GPU torch draws dropout from another generator; this class is CPU only.)
+    """
+
+    def __init__(self, seeds, p: float, dtype: torch.dtype):
+        self.generators = [torch.Generator().manual_seed(int(s)) for s in seeds]
+        self.p, self.dtype = float(p), dtype
+
+    def __call__(self, shapes):
+        """One factor (T, *shape) per shape: 0 with probability ``p``, else ``1 / (1 - p)``."""
+        keep = 1 - self.p
+        out = []
+        for shape in shapes:
+            m = torch.empty((len(self.generators), *shape), dtype=self.dtype)
+            for t, g in enumerate(self.generators):
+                m[t].bernoulli_(keep, generator=g)
+            out.append(m.div_(keep))
+        return out
+
+
+def _fused_net(model, seeds, optimizer: str, lr: float):
+    """The hand-written passes for ``model`` with ``optimizer`` and, for a dropout model, its mask
+    source (else None)."""
+    if optimizer not in FAST_OPTIMIZERS:
+        raise ValueError(f"`optimizer` must be one of {', '.join(FAST_OPTIMIZERS)}; got {optimizer!r}")
+    if not isinstance(model, (BatchedMLP, BatchedConvNet)):
+        raise TypeError(f"`model` must be a BatchedMLP or BatchedConvNet, got {type(model).__name__}")
+    if optimizer != "sgd" and (isinstance(model, BatchedConvNet) or model.dropout > 0):
+        raise ValueError(f"the fast path trains conv and dropout models with plain SGD only, got "
+                         f"optimizer={optimizer!r}; use engine='reference'")
+    if isinstance(model, BatchedConvNet):
+        return _ConvFused(model, lr), None
+    if model.dropout == 0:
+        return _Fused(model, optimizer, lr), None
+    if seeds is None or len(seeds) != model.trials:
+        raise ValueError(f"a dropout model needs `seeds`, one per trial ({model.trials}), for its masks; "
+                         f"got {seeds!r}")
+    if model.weights[0].device.type != "cpu":
+        raise ValueError("the fast path draws dropout masks on the CPU only (as the reference does there); "
+                         f"the model is on {model.weights[0].device}")
+    return _Fused(model, optimizer, lr), DropoutMasks(seeds, model.dropout, model.weights[0].dtype)
+
+
+def _run_fused(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop, seeds=None, optimizer="sgd"):
+    net, masks = _fused_net(model, seeds, optimizer, lr)
     x = X.expand(net.T, *X.shape)
 
-    def record(e, out, hs):
-        recorder.record(rows, e, out, hs if spec == "all" else hs[spec - 1], _loss(out, Y))
+    def record(e, fwd):
+        recorder.record(rows, e, fwd[0], net.hidden(fwd, spec), _loss(fwd[0], Y))
 
     for e in range(epochs):
-        out, zs, ps, hs = net.step(x, Y)
-        record(e, out, hs)
+        if masks is None:
+            record(e, net.step(x, Y))  # the training pass also yields the record
+        else:  # records are taken without dropout (eval mode), training passes with it
+            record(e, net.forward(x))
+            net.step(x, Y, masks(net.mask_shapes(X.shape[0])))
         bar.update(1)
         if stop is not None and stop(e):
             epochs = e + 1
             break
-    out, _, _, hs = net.forward(x)
-    record(epochs, out, hs)
+    record(epochs, net.forward(x))
     return epochs
 
 
 @torch.no_grad()
-def run_sgd_minibatch(model: BatchedMLP, *, X, Y, spec, lr: float, epochs: int, batch_size: int, seeds,
-                      recorder, rows, bar, stop=None, optimizer: str = "sgd") -> int:
-    """Minibatch SGD (or Adam: ``optimizer``, one of :data:`FAST_OPTIMIZERS`) of ``model`` in place with the
-    fused operations, recording like the reference.
+def run_sgd_minibatch(model: BatchedMLP | BatchedConvNet, *, X, Y, spec, lr: float, epochs: int,
+                      batch_size: int, seeds, recorder, rows, bar, stop=None, optimizer: str = "sgd") -> int:
+    """Minibatch SGD (or Adam: ``optimizer``, one of :data:`FAST_OPTIMIZERS`; mlp and skip only) of
+    ``model`` in place with the fused operations, recording like the reference.
 
     Each trial draws a fresh permutation of the points every epoch from ``numpy.random.default_rng(seed)``
-    (the reference loop's order, so both train on the same minibatches). Record ``e`` holds the tracked
-    pair's quantities before epoch ``e`` (a forward pass of the two points only) and the epoch's mean
-    minibatch loss; the last record is a full pass. Returns the number of epochs trained.
+    (the reference loop's order, so both train on the same minibatches); a dropout model draws its
+    masks per trial from ``seeds`` (:class:`DropoutMasks`). Record ``e`` holds the tracked
+    pair's quantities before epoch ``e`` (a forward pass of the two points only, without dropout) and the
+    epoch's mean minibatch loss; the last record is a full pass. Returns the number of epochs trained.
     """
-    if not isinstance(model, BatchedMLP):
-        raise TypeError(f"`model` must be a BatchedMLP, got {type(model).__name__}")
-    if optimizer not in FAST_OPTIMIZERS:
-        raise ValueError(f"`optimizer` must be one of {', '.join(FAST_OPTIMIZERS)}; got {optimizer!r}")
-    net = _Fused(model, optimizer, lr)
+    net, masks = _fused_net(model, seeds, optimizer, lr)
     n = X.shape[0]
     rngs = [np.random.default_rng(s) for s in seeds]
     pair = X[[recorder.i, recorder.j]].expand(net.T, 2, X.shape[1])
 
     def record_pair(e):
-        out, _, _, hs = net.forward(pair)
-        recorder.record(rows, e, out, hs if spec == "all" else hs[spec - 1], 0.0, pair_only=True)
+        fwd = net.forward(pair)
+        recorder.record(rows, e, fwd[0], net.hidden(fwd, spec), 0.0, pair_only=True)
 
     for e in range(epochs):
         record_pair(e)
         epoch_loss = 0.0
         for idx in _minibatches(rngs, n, batch_size, X.device):
             yb = Y[idx]
-            out = net.step(X[idx], yb)[0]
+            drop = None if masks is None else masks(net.mask_shapes(idx.shape[1]))
+            out = net.step(X[idx], yb, drop)[0]
             epoch_loss = epoch_loss + _loss(out, yb) * idx.shape[1]
         recorder.loss[rows, e] = epoch_loss / n
         bar.update(1)
         if stop is not None and stop(e):
             epochs = e + 1
             break
-    out, _, _, hs = net.forward(X.expand(net.T, *X.shape))
-    recorder.record(rows, epochs, out, hs if spec == "all" else hs[spec - 1], _loss(out, Y))
+    fwd = net.forward(X.expand(net.T, *X.shape))
+    recorder.record(rows, epochs, fwd[0], net.hidden(fwd, spec), _loss(fwd[0], Y))
     return epochs

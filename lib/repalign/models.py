@@ -4,7 +4,8 @@ interface and the hidden-layer read-out. The network classes live in :mod:`repal
 Every model takes ``x`` of shape (batch, input_dim) and has ``forward(x, *, hidden=None)`` returning
 ``(output, h)``: ``output`` of shape (batch, output_dim) and ``h`` the post-activation output of hidden
 layer ``hidden`` (1-based, shape (batch, features)), a list of all of them for ``hidden="all"``, or
-``None``. :class:`BatchedMLP` does the same for many independent trials at once, with a leading trial axis.
+``None``. :class:`BatchedMLP` and :class:`BatchedConvNet` do the same for many independent trials at once,
+with a leading trial axis.
 
 Variants (``Architecture.variant``), registered in :data:`VARIANTS` (adding one is one entry there):
 
@@ -42,7 +43,7 @@ import torch
 from torch import nn
 
 from .activations import ACTIVATIONS
-from .networks import CONV_CHANNELS, CONV_KERNEL, DROPOUT_P, MLP, BatchedMLP, ConvNet, xavier_normal_
+from .networks import CONV_CHANNELS, CONV_KERNEL, DROPOUT_P, MLP, BatchedConvNet, BatchedMLP, ConvNet, xavier_normal_
 from .profiles import Architecture
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "MLP",
     "ConvNet",
     "BatchedMLP",
+    "BatchedConvNet",
     "build",
     "build_batched",
     "n_hidden",
@@ -97,7 +99,8 @@ class Network(Protocol):
 
 @runtime_checkable
 class BatchedNetwork(Network, Protocol):
-    """A :class:`Network` of ``trials`` independent networks with a leading trial axis (:class:`BatchedMLP`)."""
+    """A :class:`Network` of ``trials`` independent networks with a leading trial axis (:class:`BatchedMLP`,
+    :class:`BatchedConvNet`)."""
 
     @property
     def trials(self) -> int:
@@ -138,8 +141,20 @@ class Variant:
     make : callable
         ``make(arch, common)`` builds the network; ``common`` holds ``input_dim``, ``output_dim``,
         ``width``, ``activation``, ``gain``, ``seed`` and ``dtype``.
+    batch : callable or None
+        ``batch(networks)`` stacks trials built by ``make`` into one batched model (:class:`BatchedMLP`,
+        :class:`BatchedConvNet`), which :mod:`repalign.fastpath` trains; ``None``: trials train one at a time.
     batchable : bool
-        Trials can train together as one :class:`BatchedMLP` (and on :mod:`repalign.fastpath`).
+        The autograd reference loop trains the batched model too (``"mlp"``, ``"skip"``); otherwise
+        ``engine="reference"`` trains the trials one at a time (the dropout masks of the batched model
+        are drawn by the fast path only).
+    kernel : bool
+        The compiled CPU kernel of :mod:`repalign.fastpath` covers the variant.
+    fast_devices : tuple of str
+        Device types on which the fast path reproduces the reference (dropout masks: the CPU only).
+    cpu_trials : int or None
+        Most trials the fast path trains as one model on the CPU (``None``: all); see
+        :func:`repalign.fastpath.trials_together`.
     extra_hidden : int
         Readable hidden layers beyond ``arch.hidden_layers`` (the conv net's first linear layer and
         its last convolution).
@@ -150,7 +165,11 @@ class Variant:
 
     name: str
     make: Callable[[Architecture, dict], nn.Module]
+    batch: Callable[[Sequence[nn.Module]], nn.Module] | None = None
     batchable: bool = False
+    kernel: bool = False
+    fast_devices: tuple[str, ...] = ("cpu", "cuda")
+    cpu_trials: int | None = None
     extra_hidden: int = 0
     default_layer: Callable[[int, str], int] = _halfway
 
@@ -165,10 +184,11 @@ def _dropout_variant(arch, common):
 
 #: ``Architecture.variant -> Variant``; the one registry of network variants.
 VARIANTS: Mapping[str, Variant] = MappingProxyType({v.name: v for v in (
-    Variant("mlp", _build_mlp, batchable=True),
-    Variant("skip", _skip_variant, batchable=True),
-    Variant("conv", _build_conv, extra_hidden=2, default_layer=_conv_layer),
-    Variant("dropout", _dropout_variant, default_layer=_dropout_layer),
+    Variant("mlp", _build_mlp, batch=BatchedMLP, batchable=True, kernel=True),
+    Variant("skip", _skip_variant, batch=BatchedMLP, batchable=True, kernel=True),
+    Variant("conv", _build_conv, batch=BatchedConvNet, cpu_trials=1, extra_hidden=2, default_layer=_conv_layer),
+    Variant("dropout", _dropout_variant, batch=BatchedMLP, fast_devices=("cpu",), cpu_trials=1,
+            default_layer=_dropout_layer),
 )})
 
 
@@ -221,25 +241,28 @@ def build(arch: Architecture, *, input_dim: int = 1, output_dim: int = 1, seed: 
 
 
 def build_batched(arch: Architecture, *, seeds: Sequence[int], input_dim: int = 1, output_dim: int = 1,
-                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> BatchedMLP:
-    """``len(seeds)`` trials of an ``"mlp"`` or ``"skip"`` row as one :class:`BatchedMLP`.
+                  dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu") -> nn.Module:
+    """``len(seeds)`` trials of a row as one batched model (``VARIANTS[arch.variant].batch``): a
+    :class:`BatchedMLP` for ``"mlp"``, ``"skip"`` and ``"dropout"`` (which evaluates in eval mode only;
+    :mod:`repalign.fastpath` draws its masks), a :class:`BatchedConvNet` for ``"conv"``.
 
     Trial ``k`` starts from exactly the weights of ``build(arch, seed=seeds[k])``.
 
     Raises
     ------
     ValueError
-        For the ``"conv"`` and ``"dropout"`` variants, an empty ``seeds``, or as :func:`build`.
+        For a variant without a batched model, an empty ``seeds``, or as :func:`build`.
     """
     arch = _check_arch(arch)
-    if not VARIANTS[arch.variant].batchable:
-        names = " or ".join(repr(k) for k, v in VARIANTS.items() if v.batchable)
-        raise ValueError(f"`arch.variant` must be {names} for a batched model, got {arch.variant!r}")
+    batch = VARIANTS[arch.variant].batch
+    if batch is None:
+        names = ", ".join(repr(k) for k, v in VARIANTS.items() if v.batch is not None)
+        raise ValueError(f"`arch.variant` must be one of {names} for a batched model, got {arch.variant!r}")
     seeds = list(seeds)
     if not seeds:
         raise ValueError("`seeds` must contain at least one seed")
     nets = [build(arch, input_dim=input_dim, output_dim=output_dim, seed=s, dtype=dtype) for s in seeds]
-    return BatchedMLP(nets).to(device)
+    return batch(nets).to(device)
 
 
 def n_hidden(arch: Architecture) -> int:

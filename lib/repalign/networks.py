@@ -1,11 +1,12 @@
-"""The network classes of :mod:`repalign.models`: :class:`MLP`, :class:`ConvNet` and :class:`BatchedMLP`.
+"""The network classes of :mod:`repalign.models`: :class:`MLP`, :class:`ConvNet`, :class:`BatchedMLP` and
+:class:`BatchedConvNet`.
 
 Every model takes ``x`` of shape (batch, input_dim) and has ``forward(x, *, hidden=None)`` returning
 ``(output, h)``: ``output`` of shape (batch, output_dim) and ``h`` the post-activation output of hidden
 layer ``hidden`` (1-based, shape (batch, features)), a list of all of them for ``hidden="all"``, or
-``None``. :class:`BatchedMLP` does the same for many independent trials at once, with a leading trial axis.
-All weights are Xavier-normal with the row's gain, all biases zero (App. B.1); see :mod:`repalign.models`
-for the variants built from them and how a network is chosen.
+``None``. :class:`BatchedMLP` and :class:`BatchedConvNet` do the same for many independent trials at
+once, with a leading trial axis. All weights are Xavier-normal with the row's gain, all biases zero
+(App. B.1); see :mod:`repalign.models` for the variants built from them and how a network is chosen.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from torch import nn
 
 from .activations import ACTIVATIONS, check_activation
 
-__all__ = ["MLP", "ConvNet", "BatchedMLP", "xavier_normal_", "DROPOUT_P", "CONV_CHANNELS", "CONV_KERNEL"]
+__all__ = ["MLP", "ConvNet", "BatchedMLP", "BatchedConvNet", "unfold_windows", "input_gradient",
+           "xavier_normal_", "DROPOUT_P", "CONV_CHANNELS", "CONV_KERNEL"]
 
 DROPOUT_P = 0.1
 CONV_CHANNELS = 20
@@ -238,18 +240,21 @@ class ConvNet(nn.Module):
 
 
 class BatchedMLP(nn.Module):
-    """``T`` independent :class:`MLP` s (no dropout) evaluated as one batched computation.
+    """``T`` independent :class:`MLP` s evaluated as one batched computation.
 
     Weight ``l`` is a parameter of shape (T, fan_in, fan_out) (the transposes of the trials' weights,
     stacked) and bias ``l`` of shape (T, 1, fan_out); each layer is one ``torch.baddbmm``. The loss of a
     batched run is the sum of the trials' losses, so every trial gets exactly its own gradient, and any
     element-wise optimiser (SGD, Adam) updates the trials independently.
 
+    Trials with dropout are accepted (``dropout`` keeps their probability) but only evaluated here, in
+    eval mode, where dropout is the identity: the per-trial masks are drawn by the training path
+    (:func:`repalign.fastpath.run_sgd_full_batch`), and ``forward`` in training mode raises.
+
     Parameters
     ----------
     models : sequence of MLP
-        Trials of identical shape, activation and skip setting, without dropout. Their current weights
-        are copied.
+        Trials of identical shape, activation, skip setting and dropout. Their current weights are copied.
 
     Examples
     --------
@@ -267,12 +272,12 @@ class BatchedMLP(nn.Module):
         first = models[0]
         shapes = [tuple(p.shape) for p in first.parameters()]
         for m in models:
-            if not isinstance(m, MLP) or m.dropout > 0:
-                raise ValueError("`models` must be MLPs without dropout (use a loop over trials for dropout)")
+            if not isinstance(m, MLP):
+                raise ValueError(f"`models` must be MLPs, got a {type(m).__name__}")
             if ([tuple(p.shape) for p in m.parameters()] != shapes or m.activation != first.activation
-                    or m.skip != first.skip):
-                raise ValueError("`models` must share shapes, activation and skip setting")
-        self.activation, self.skip = first.activation, first.skip
+                    or m.skip != first.skip or m.dropout != first.dropout):
+                raise ValueError("`models` must share shapes, activation, skip setting and dropout")
+        self.activation, self.skip, self.dropout = first.activation, first.skip, first.dropout
         self._act = ACTIVATIONS[self.activation]
         with torch.no_grad():
             self.weights = nn.ParameterList(
@@ -301,6 +306,9 @@ class BatchedMLP(nn.Module):
         (T, batch, width), a list of those, or ``None``.
         """
         hidden = _hidden_spec(hidden, self.n_hidden)
+        if self.training and self.dropout > 0:
+            raise RuntimeError("BatchedMLP draws no dropout masks: evaluate it in eval mode (`.eval()`) and "
+                               "train dropout trials with repalign.train.train")
         if x.dim() == 2:
             x = x.expand(self.trials, *x.shape)
         hs: list[torch.Tensor] = []
@@ -314,15 +322,164 @@ class BatchedMLP(nn.Module):
 
     def trial(self, k: int) -> MLP:
         """Trial ``k`` as a stand-alone :class:`MLP` carrying the current weights (a copy)."""
-        k = operator.index(k)
-        if not -self.trials <= k < self.trials:
-            raise ValueError(f"`k` must be in [0, {self.trials}), got {k}")
+        k = _check_trial(k, self.trials)
         w0 = self.weights[0]
         net = MLP(input_dim=w0.shape[1], output_dim=self.weights[-1].shape[2], width=w0.shape[2],
-                  hidden_layers=self.n_hidden, activation=self.activation, skip=self.skip, seed=0, dtype=w0.dtype)
+                  hidden_layers=self.n_hidden, activation=self.activation, skip=self.skip, dropout=self.dropout,
+                  seed=0, dtype=w0.dtype)
         with torch.no_grad():
             for lin, w, b in zip(net.linears, self.weights, self.biases):
                 lin.weight.copy_(w[k].mT)
                 lin.bias.copy_(b[k, 0])
         return net.to(w0.device)
 
+
+
+def _check_trial(k, trials: int) -> int:
+    k = operator.index(k)
+    if not -trials <= k < trials:
+        raise ValueError(f"`k` must be in [0, {trials}), got {k}")
+    return k
+
+
+def unfold_windows(a: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """The convolution windows of ``a`` (T, C, n, L) as one matrix per trial, (T, C * K, n * (L - K + 1)).
+
+    Row ``c * K + k`` holds channel ``c`` shifted by ``k``, the order of a Conv1d weight (C_out, C, K)
+    flattened to (C_out, C * K), so a convolution is one ``baddbmm`` of that weight with these windows.
+    """
+    T, C, n, L = a.shape
+    out = L - kernel_size + 1
+    return a.unfold(-1, kernel_size, 1).permute(0, 1, 4, 2, 3).reshape(T, C * kernel_size, n * out)
+
+
+def input_gradient(w: torch.Tensor, gz: torch.Tensor, kernel_size: int) -> torch.Tensor:
+    """The gradient with respect to a convolution's input, from the gradient ``gz`` (T, C_out, n, L_out)
+    with respect to its output and its weights ``w`` (T, C_out, C_in * K) as :class:`BatchedConvNet`
+    holds them: the correlation of ``gz``, padded with ``K - 1`` zeros at both ends, with the kernel
+    flipped, one ``bmm`` on its :func:`unfold_windows`. Returns (T, C_in, n, L_out + K - 1)."""
+    T, c_out, n, _ = gz.shape
+    K = kernel_size
+    flipped = w.view(T, c_out, -1, K).flip(-1).transpose(1, 2).reshape(T, -1, c_out * K)  # (T, C_in, C_out K)
+    cols = unfold_windows(torch.nn.functional.pad(gz, (K - 1, K - 1)), K)
+    return torch.bmm(flipped, cols).view(T, flipped.shape[1], n, -1)
+
+
+class BatchedConvNet(nn.Module):
+    """``T`` independent :class:`ConvNet` s evaluated as one batched computation.
+
+    Activations are held as (T, channels, n, length); each convolution is one ``torch.baddbmm`` of the
+    trials' weights, flattened to (T, C_out, C_in * K), with the windows of :func:`unfold_windows`
+    (an im2col), so all trials and both points of a layer are a single batched matrix product. The
+    linear layers are batched as in :class:`BatchedMLP`: ``lift_weight`` (T, input_dim, width),
+    ``readout_weight`` (T, out_len, output_dim), biases (T, 1, features); convolution biases are
+    (T, C_out, 1). The loss of a batched run is the sum of the trials' losses, so every trial gets
+    exactly its own gradient.
+
+    Parameters
+    ----------
+    models : sequence of ConvNet
+        Trials of identical shape and activation. Their current weights are copied.
+
+    Examples
+    --------
+    >>> nets = [ConvNet(width=40, conv_hidden_layers=2, seed=s, dtype=torch.float64) for s in (0, 1)]
+    >>> out, h = BatchedConvNet(nets)(torch.zeros(3, 1, dtype=torch.float64), hidden="all")
+    >>> tuple(out.shape), len(h), tuple(h[1].shape)
+    ((2, 3, 1), 4, (2, 3, 600))
+    """
+
+    def __init__(self, models: Sequence[ConvNet]):
+        super().__init__()
+        models = list(models)
+        if not models:
+            raise ValueError("`models` must contain at least one ConvNet")
+        first = models[0]
+        shapes = [tuple(p.shape) for p in first.parameters()]
+        for m in models:
+            if not isinstance(m, ConvNet):
+                raise ValueError(f"`models` must be ConvNets, got a {type(m).__name__}")
+            if [tuple(p.shape) for p in m.parameters()] != shapes or m.activation != first.activation:
+                raise ValueError("`models` must share shapes and activation")
+        self.activation = first.activation
+        self._act = ACTIVATIONS[self.activation]
+        self.kernel_size = first.convs[0].kernel_size[0]
+
+        def stack(tensors):
+            return nn.Parameter(torch.stack(list(tensors)).contiguous())
+
+        with torch.no_grad():
+            self.lift_weight = stack(m.lift.weight.mT for m in models)
+            self.lift_bias = stack(m.lift.bias.unsqueeze(0) for m in models)
+            self.conv_weights = nn.ParameterList(
+                stack(m.convs[i].weight.flatten(1) for m in models) for i in range(len(first.convs)))
+            self.conv_biases = nn.ParameterList(
+                stack(m.convs[i].bias.unsqueeze(1) for m in models) for i in range(len(first.convs)))
+            self.readout_weight = stack(m.readout.weight.mT for m in models)
+            self.readout_bias = stack(m.readout.bias.unsqueeze(0) for m in models)
+
+    @property
+    def trials(self) -> int:
+        return self.lift_weight.shape[0]
+
+    @property
+    def n_hidden(self) -> int:
+        return len(self.conv_weights) + 1
+
+    @property
+    def layer_names(self) -> tuple[str, ...]:
+        return ("linear",) + tuple(f"conv{k}" for k in range(1, len(self.conv_weights) + 1))
+
+    def layers(self, x: torch.Tensor):
+        """Every intermediate of the forward pass of ``x`` (T, n, input_dim), for the hand-written
+        backward pass of :mod:`repalign.fastpath`: ``(out, zs, acts, windows)`` with the output
+        (T, n, output_dim), the pre-activations ``zs`` and activations ``acts`` of each hidden layer
+        (the first linear layer's (T, n, width), then each convolution's (T, C, n, L)) and the windows
+        each convolution read (:func:`unfold_windows`)."""
+        T, n = self.trials, x.shape[1]
+        z = torch.baddbmm(self.lift_bias, x, self.lift_weight)
+        a = self._act(z)
+        zs, acts, windows = [z], [a], []
+        a = a.unsqueeze(1)  # (T, 1 channel, n, width)
+        for w, b in zip(self.conv_weights, self.conv_biases):
+            cols = unfold_windows(a, self.kernel_size)
+            z = torch.baddbmm(b, w, cols).view(T, w.shape[1], n, -1)
+            a = self._act(z)
+            zs.append(z)
+            acts.append(a)
+            windows.append(cols)
+        out = torch.baddbmm(self.readout_bias, a.view(T, n, -1), self.readout_weight)  # the last conv has 1 channel
+        return out, zs, acts, windows
+
+    @staticmethod
+    def flat(h: torch.Tensor) -> torch.Tensor:
+        """A hidden layer of :meth:`layers` as :class:`ConvNet` reads it out: (T, n, features), channel-major."""
+        return h if h.dim() == 3 else h.transpose(1, 2).flatten(2)
+
+    def forward(self, x: torch.Tensor, *, hidden=None):
+        """``x`` of shape (T, batch, input_dim), or (batch, input_dim) shared by all trials; returns
+        ``(output, h)`` with a leading trial axis as :class:`BatchedMLP` does."""
+        hidden = _hidden_spec(hidden, self.n_hidden)
+        if x.dim() == 2:
+            x = x.expand(self.trials, *x.shape)
+        out, _, acts, _ = self.layers(x)
+        if hidden is None:
+            return out, None
+        return out, [self.flat(h) for h in acts] if hidden == "all" else self.flat(acts[hidden - 1])
+
+    def trial(self, k: int) -> ConvNet:
+        """Trial ``k`` as a stand-alone :class:`ConvNet` carrying the current weights (a copy)."""
+        k = _check_trial(k, self.trials)
+        w0 = self.lift_weight
+        net = ConvNet(input_dim=w0.shape[1], output_dim=self.readout_weight.shape[2], width=w0.shape[2],
+                      conv_hidden_layers=len(self.conv_weights) - 1, activation=self.activation, seed=0,
+                      channels=self.conv_weights[0].shape[1], kernel_size=self.kernel_size, dtype=w0.dtype)
+        with torch.no_grad():
+            net.lift.weight.copy_(w0[k].mT)
+            net.lift.bias.copy_(self.lift_bias[k, 0])
+            for conv, w, b in zip(net.convs, self.conv_weights, self.conv_biases):
+                conv.weight.copy_(w[k].view_as(conv.weight))
+                conv.bias.copy_(b[k, :, 0])
+            net.readout.weight.copy_(self.readout_weight[k].mT)
+            net.readout.bias.copy_(self.readout_bias[k, 0])
+        return net.to(w0.device)

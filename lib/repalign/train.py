@@ -21,13 +21,18 @@ pass. (A full pass every epoch would cost a third of an epoch's training on MNIS
 
 Plain ``"mlp"`` and ``"skip"`` rows train all trials together as one :class:`~repalign.models.BatchedMLP`
 (``torch.baddbmm`` over a leading trial axis; the summed loss gives each trial its own gradient); trial
-``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. With plain SGD or Adam
-those trials train on the hand-written fast path of :mod:`repalign.fastpath` (``engine="auto"``: SGD on
-full batches on a compiled kernel on the CPU and fused torch operations on a GPU; minibatches and Adam on
-fused torch operations; :func:`repalign.fastpath.select_engine` decides); ``engine="reference"`` selects
-the autograd loop of :mod:`repalign.reference`, against which the fast path is tested. In full-batch
-training without dropout the recorded quantities come from the training forward pass itself. ``"conv"`` and
-``"dropout"`` rows train the trials one after another; dropout records need a separate eval-mode pass.
+``k`` then equals a run of seed ``seeds[k]`` alone, up to floating-point rounding. With plain SGD (or
+Adam, for ``"mlp"``/``"skip"``) those trials train on the hand-written fast path of :mod:`repalign.fastpath`
+(``engine="auto"``: SGD on full batches on a compiled kernel on the CPU and fused torch operations on a
+GPU; minibatches and Adam on fused torch operations; :func:`repalign.fastpath.select_engine` decides);
+``engine="reference"`` selects the autograd loop of :mod:`repalign.reference`, against which the fast path
+is tested. ``"conv"`` and ``"dropout"`` rows with plain SGD also train on the fused fast path, as a
+:class:`~repalign.models.BatchedConvNet`, or (dropout, CPU only) a BatchedMLP whose trials each get the
+masks a run of their seed alone draws -- on the CPU one trial per model, which was measured fastest
+(:func:`repalign.fastpath.trials_together`), on a GPU all trials in one. On the reference
+(``engine="reference"``, Adam, a GPU for dropout) they train one trial after another. In full-batch
+training without dropout the recorded quantities come from the training forward pass itself; dropout
+records need a separate eval-mode pass.
 
 Training starts from ``models.build(arch, seed=seeds[k])`` or, with ``init=``, from given weights (a
 network or a state dict per trial), e.g. to continue a run or to start from another implementation's
@@ -48,7 +53,7 @@ from tqdm.auto import tqdm
 from . import _validate as v
 from . import fastpath, reference
 from .fastpath import ENGINES
-from .models import VARIANTS, BatchedMLP, _check_arch, build, build_batched, default_hidden_layer, n_hidden
+from .models import VARIANTS, _check_arch, build, build_batched, default_hidden_layer, n_hidden
 from .networks import _hidden_spec
 from .profiles import Architecture
 from .recording import Recorder, Recording
@@ -184,14 +189,15 @@ def train(
     dtype : "float32" or "float64" (or the torch dtypes), keyword-only
     device : "cpu" or "cuda", keyword-only
     batched : bool, keyword-only
-        Train ``"mlp"``/``"skip"`` trials as one batched computation (default); ``False`` loops over
-        trials (conv and dropout always loop).
+        Train the trials as one batched computation (default); ``False`` loops over trials on the
+        reference. Conv and dropout trials are batched on the fast path only (else they loop).
     engine : {"auto", "fast", "kernel", "fused", "reference"}, keyword-only
-        ``"auto"`` (default) trains with the hand-written SGD or Adam of :mod:`repalign.fastpath` where
-        it applies (batched ``"mlp"``/``"skip"``) -- for full-batch SGD the compiled kernel on the CPU
-        and the fused torch operations on a GPU, for minibatches and Adam the fused torch operations --
-        and with the autograd loop otherwise. ``"reference"`` always uses the autograd loop. ``"fast"`` demands
-        the fast path (either back end) and raises if the configuration is not covered; ``"kernel"``
+        ``"auto"`` (default) trains with the hand-written SGD (or Adam, for ``"mlp"``/``"skip"``) of
+        :mod:`repalign.fastpath` where it applies (batched trials; dropout on the CPU) -- for
+        ``"mlp"``/``"skip"`` full-batch SGD the compiled kernel on the CPU and the fused torch operations on
+        a GPU, for minibatches, Adam and ``"conv"``/``"dropout"`` the fused torch operations -- and with
+        the autograd loop otherwise. ``"reference"`` always uses the autograd loop. ``"fast"`` demands the
+        fast path (either back end) and raises if the configuration is not covered; ``"kernel"``
         (full-batch SGD only) and ``"fused"`` demand that back end.
         ``Recording.settings["engine"]`` says which of ``"kernel"``, ``"fused"``, ``"reference"`` ran.
     keep_models : bool, keyword-only
@@ -201,9 +207,10 @@ def train(
     stop_loss : float, optional, keyword-only
         Stop early once the loss of every trial trained together is below ``stop_loss`` (checked every
         :data:`repalign.fastpath.KERNEL_CHUNK` epochs, after that epoch's update). A trial that stopped
-        earlier than others (conv and dropout trials train one at a time) keeps its last record for the
-        remaining epochs. ``Recording.epochs`` ends at the last epoch any trial trained, and
-        ``settings["epochs_trained"]`` gives each trial's count. ``None`` (default) trains all epochs.
+        earlier than others (trials trained in turn: ``batched=False``, conv and dropout on the CPU or
+        on the reference) keeps its last record for the remaining epochs. ``Recording.epochs`` ends at the
+        last epoch any trial trained, and ``settings["epochs_trained"]`` gives each trial's count.
+        ``None`` (default) trains all epochs.
     init : sequence of torch.nn.Module or of state dicts, optional, keyword-only
         Initial weights, one entry per trial (``len(init)`` must equal the number of trials): a network
         of the architecture's shape (e.g. :func:`repalign.models.build`, or ``Recording.models`` of an
@@ -252,10 +259,13 @@ def train(
                batched=batched, stop_loss=stop_loss, init=init)
     engine = fastpath.select_engine(engine, variant=s.arch.variant, optimizer=s.optimizer, batched=s.batched,
                                     full_batch=s.full_batch, device=s.device, activation=s.arch.activation)
+    if engine == "reference" and not VARIANTS[s.arch.variant].batchable:
+        s = replace(s, batched=False)  # the reference trains conv and dropout trials one at a time
     recorder = Recorder(len(s.seeds), s.epochs + 1, len(s.layers) if s.spec == "all" else 0, s.Y.shape[1], s.Y,
                         s.pair, s.dtype, s.device)
     run = _train_batched if s.batched else _train_looped
-    with tqdm(total=s.epochs * (1 if s.batched else len(s.seeds)), disable=not progress, mininterval=0.5,
+    runs = -(-len(s.seeds) // _group_size(s, engine)) if s.batched else len(s.seeds)  # models trained in turn
+    with tqdm(total=s.epochs * runs, disable=not progress, mininterval=0.5,
               desc=f"{s.arch.name} ({len(s.seeds)} trial{'s' * (len(s.seeds) > 1)})") as bar:
         try:
             trained, models = run(s, engine, recorder, bar, keep_models)
@@ -341,7 +351,7 @@ def _setup(arch, x, y, *, layer, convention, trials, seed, seeds, lr, epochs, op
         lr=lr, epochs=epochs, optimizer=optimizer, batch_size=batch_size,
         full_batch=batch_size is None or batch_size == n_points, pair=_check_pair(pair, n_points), seeds=seeds,
         dtype=tdtype, device=dev, spec=spec, layers=tuple(range(1, n_layers_total + 1)) if spec == "all" else spec,
-        convention=convention, batched=batched and VARIANTS[arch.variant].batchable,
+        convention=convention, batched=batched and VARIANTS[arch.variant].batch is not None,
         stop_loss=_check_stop_loss(stop_loss), init=init)
 
 
@@ -442,28 +452,50 @@ def _stopper(s: _Setup, recorder: Recorder, rows):
 
 
 def _train_batched(s: _Setup, engine: str, recorder: Recorder, bar, keep_models: bool):
-    """All trials as one :class:`~repalign.models.BatchedMLP`, on ``engine``; returns (epochs trained, models)."""
-    if s.init is None:
-        model = build_batched(s.arch, seeds=s.seeds, input_dim=s.X.shape[1], output_dim=s.Y.shape[1],
-                              dtype=s.dtype, device=s.device)
-    else:
-        model = BatchedMLP([_network(s, k, "cpu") for k in range(len(s.seeds))]).to(s.device)
-    rows = slice(None)
-    kw = dict(X=s.X, Y=s.Y, spec=s.spec, lr=s.lr, epochs=s.epochs, recorder=recorder, rows=rows, bar=bar,
-              stop=_stopper(s, recorder, rows))
+    """The trials as batched models (``VARIANTS[variant].batch``), on ``engine``: all at once, or in
+    groups of :func:`repalign.fastpath.trials_together` one after another (each group stops on its own
+    with ``stop_loss``); returns (epochs trained per trial, models)."""
+    T = len(s.seeds)
+    size = _group_size(s, engine)
+    trained, models = [], []
+    for a in range(0, T, size):
+        b = min(a + size, T)
+        if s.init is None:
+            model = build_batched(s.arch, seeds=s.seeds[a:b], input_dim=s.X.shape[1], output_dim=s.Y.shape[1],
+                                  dtype=s.dtype, device=s.device)
+        else:
+            model = VARIANTS[s.arch.variant].batch([_network(s, k, "cpu") for k in range(a, b)]).to(s.device)
+        rows = slice(a, b)
+        kw = dict(X=s.X, Y=s.Y, spec=s.spec, lr=s.lr, epochs=s.epochs, recorder=recorder, rows=rows, bar=bar,
+                  stop=_stopper(s, recorder, rows), seeds=s.seeds[a:b])
+        try:
+            if engine == "reference":
+                ran = reference.run(model, optimizer=s.optimizer, batch_size=s.batch_size, full_batch=s.full_batch,
+                                    **kw)
+            elif s.full_batch:
+                ran = fastpath.run_sgd_full_batch(model, backend=engine, optimizer=s.optimizer, **kw)
+            else:
+                ran = fastpath.run_sgd_minibatch(model, batch_size=s.batch_size, optimizer=s.optimizer, **kw)
+        except _NonFinite as stop:
+            raise _NonFinite(stop.epoch, b) from None
+        if _first_nonfinite(recorder, rows, ran + 1) is not None:
+            raise _NonFinite(ran, b)
+        recorder.hold(rows, ran)
+        trained += [ran] * (b - a)
+        if keep_models:
+            models += [model.trial(k) for k in range(b - a)]
+    return trained, tuple(models) if keep_models else None
+
+
+def _group_size(s: _Setup, engine: str) -> int:
+    """Trials per batched model: all on the reference, else :func:`repalign.fastpath.trials_together`."""
     if engine == "reference":
-        ran = reference.run(model, optimizer=s.optimizer, batch_size=s.batch_size, full_batch=s.full_batch,
-                            seeds=s.seeds, **kw)
-    elif s.full_batch:
-        ran = fastpath.run_sgd_full_batch(model, backend=engine, optimizer=s.optimizer, **kw)
-    else:
-        ran = fastpath.run_sgd_minibatch(model, batch_size=s.batch_size, seeds=s.seeds, optimizer=s.optimizer, **kw)
-    models = tuple(model.trial(k) for k in range(len(s.seeds))) if keep_models else None
-    return [ran] * len(s.seeds), models
+        return len(s.seeds)
+    return fastpath.trials_together(s.arch.variant, s.device, len(s.seeds))
 
 
 def _train_looped(s: _Setup, engine: str, recorder: Recorder, bar, keep_models: bool):
-    """One trial after another on the reference loop (conv, dropout, ``batched=False``)."""
+    """One trial after another on the reference loop (``batched=False``; conv and dropout on the reference)."""
     trained, models = [], []
     for k, seed in enumerate(s.seeds):
         model = _network(s, k, s.device)
