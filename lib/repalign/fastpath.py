@@ -1,11 +1,12 @@
 """The fast training paths: hand-written backpropagation with fused in-place updates, and the engine choice.
 
 :func:`repalign.train.train` uses these paths for plain SGD on every variant of
-:data:`repalign.models.VARIANTS` with a batched model, and for Adam on ``"mlp"`` and ``"skip"``: ``"mlp"`` and ``"skip"`` networks trained as one
-:class:`~repalign.models.BatchedMLP`, ``"dropout"`` networks as one BatchedMLP with per-trial masks
-(:class:`DropoutMasks`, CPU only) and ``"conv"`` networks as one :class:`~repalign.models.BatchedConvNet`
-(conv and dropout: one trial per model on the CPU, :func:`trials_together`), with full batches
-(:func:`run_sgd_full_batch`) or minibatches (:func:`run_sgd_minibatch`; both take ``optimizer=``) -- and the autograd loop of
+:data:`repalign.models.VARIANTS` with a batched model, and for Adam on ``"mlp"`` and ``"skip"``:
+``"mlp"`` and ``"skip"`` networks trained as one :class:`~repalign.models.BatchedMLP`, ``"dropout"``
+networks as one BatchedMLP with per-trial masks (:class:`DropoutMasks`, CPU only) and ``"conv"``
+networks as one :class:`~repalign.models.BatchedConvNet` (conv and dropout: one trial per model on the
+CPU, :func:`trials_together`), with full batches (:func:`run_sgd_full_batch`) or minibatches
+(:func:`run_sgd_minibatch`; both take ``optimizer=``) -- and the autograd loop of
 :mod:`repalign.reference` (``engine="reference"``) everywhere else; :func:`select_engine` makes that
 choice, in one place. All compute the same thing; ``tests/test_fastpath.py`` checks that they agree in
 float64 to rounding error, the conv and dropout paths against single trials of the reference. Eq. (1)
