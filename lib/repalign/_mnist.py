@@ -355,8 +355,7 @@ def _fetch(directory: Path, names: Sequence[str], *, progress: bool, notes: list
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        reasons = [*notes, f"cannot create the cache: {exc}"]
-        raise MNISTUnavailableError(_how_to_provide(directory, names, reasons)) from exc
+        raise _unwritable(exc, directory, names, notes) from exc
     remaining = list(names)
     failures: list[str] = list(notes)
     bad: list[str] = []
@@ -365,7 +364,10 @@ def _fetch(directory: Path, names: Sequence[str], *, progress: bool, notes: list
     for source in SOURCES:
         if not remaining:
             break
-        workdir = Path(tempfile.mkdtemp(prefix=".fetch-", dir=directory))
+        try:
+            workdir = Path(tempfile.mkdtemp(prefix=".fetch-", dir=directory))
+        except OSError as exc:
+            raise _unwritable(exc, directory, remaining, failures) from exc
         try:
             if progress:
                 _say(f"repalign: fetching MNIST {', '.join(remaining)} into {directory} via {_describe(source)}")
@@ -401,6 +403,12 @@ def _fetch(directory: Path, names: Sequence[str], *, progress: bool, notes: list
                 + "\n" + _how_to_provide(directory, remaining, failures)
             )
         raise MNISTUnavailableError(_how_to_provide(directory, remaining, failures))
+
+
+def _unwritable(exc: OSError, directory: Path, names: Sequence[str], reasons: Sequence[str]) -> MNISTUnavailableError:
+    """The cache cannot be written: the error names it and ``$REPALIGN_DATA_DIR`` (not a raw OSError)."""
+    why = v.not_writable(exc, directory, "the MNIST cache", ENV_VAR, OSError).strerror
+    return MNISTUnavailableError(_how_to_provide(directory, names, [*reasons, why]))
 
 
 def _say(message: str) -> None:

@@ -114,6 +114,16 @@ class WorkLimit:
         return self.fun(*args)
 
 
+def not_writable(exc: OSError, path: str | os.PathLike, what: str, env_var: str, error: type[OSError],
+                 hint: str = "") -> OSError:
+    """``error`` (an ``OSError`` subclass) saying that ``what`` cannot be written at ``path``, why, and which
+    environment variable points it elsewhere; raise it ``from exc``. The one wording for the claims, the
+    result store and the MNIST cache."""
+    reason = exc.strerror or str(exc)
+    return error(exc.errno, f"cannot write {what} at {path}: {reason} "
+                            f"(set ${env_var} to a writable directory{hint})", str(path))
+
+
 def results_dir(env_var: str, subdir: str) -> Path:
     """``$env_var`` if set, else ``results/<subdir>`` at the repository root (a source checkout), else
     ``~/.cache/repalign/<subdir>`` (an installed package): where claims and stored results go."""

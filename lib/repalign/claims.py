@@ -27,10 +27,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import profiles
-from ._validate import results_dir
+from ._validate import not_writable, results_dir
 from .tables import markdown_table
 
-__all__ = ["Claim", "ClaimFailed", "RELATIONS", "check", "for_chapter", "claims_dir", "load", "scorecard_markdown"]
+__all__ = ["Claim", "ClaimFailed", "ClaimsDirError", "RELATIONS", "check", "for_chapter", "claims_dir", "load",
+           "scorecard_markdown"]
 
 #: How ``measured`` is judged: against ``tolerance`` alone, or against ``expected`` within ``tolerance``.
 RELATIONS = {
@@ -72,6 +73,10 @@ class Claim:
             op = self.relation if holds else {"<=": ">", ">=": "<"}[self.relation]
             rule = f"{self.measured:.4g} {op} {self.tolerance:.4g}"
         return f"[{mark}] {self.claim}\n       {rule}   (paper: {self.paper}; profile: {self.profile})"
+
+
+class ClaimsDirError(OSError):
+    """The claims directory cannot be created or written; the message names it and ``$REPALIGN_CLAIMS_DIR``."""
 
 
 def claims_dir() -> Path:
@@ -207,7 +212,10 @@ def for_chapter(chapter: str, *, profile: str | None = None):
 
 def _store(record: Claim) -> None:
     directory = claims_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise not_writable(exc, directory, "the claims directory", "REPALIGN_CLAIMS_DIR", ClaimsDirError) from exc
     key = (record.claim, record.profile)
     _update(directory / f"{record.chapter}.json",
             lambda rows: [r for r in rows if (r["claim"], r["profile"]) != key] + [asdict(record)])
@@ -245,7 +253,17 @@ def _locked(path: Path):
 def _update(path: Path, change) -> None:
     """Replace the records of ``path`` by ``change(records)`` under the lock, atomically (temporary file,
     fsync, rename): concurrent writers never lose or interleave records, and a reader never sees half a
-    file. A corrupt file is moved aside to ``<path>.corrupt`` with a warning naming both paths."""
+    file. A corrupt file is moved aside to ``<path>.corrupt`` with a warning naming both paths. A file
+    that cannot be written raises :class:`ClaimsDirError` naming it."""
+    try:
+        _update_locked(path, change)
+    except ClaimsDirError:
+        raise
+    except OSError as exc:
+        raise not_writable(exc, path, "the claims file", "REPALIGN_CLAIMS_DIR", ClaimsDirError) from exc
+
+
+def _update_locked(path: Path, change) -> None:
     with _locked(path):
         try:
             rows = _read_rows(path)
