@@ -46,3 +46,12 @@ def test_threads_none_leaves_torch_alone_and_quiet_prints_nothing(capsys):
 def test_bad_options(kwargs, error, match):
     with pytest.raises(error, match=match):
         chapter.start("99_test", "universal", **kwargs)
+
+
+def test_finish_closes_the_run_of_checks(capsys):
+    page = chapter.start("99_test", "derivation", threads=None, quiet=True)
+    profile = page.settings["profile"]
+    page.check("a claim", measured=0.05, tolerance=0.1, relation="<=", quiet=True)
+    assert claims.incomplete(profile) == {"99_test": page.check.run_started}  # interrupted here: marked
+    page.finish()
+    assert claims.incomplete(profile) == {}

@@ -25,9 +25,10 @@ def blocked(tmp_path):
 
 def test_claims_dir_unwritable(blocked, monkeypatch):
     monkeypatch.setenv("REPALIGN_CLAIMS_DIR", str(blocked))
-    check = claims.for_chapter("01_x", profile="quick")
     with pytest.raises(ClaimsDirError, match=r"cannot write the claims directory at .*file/sub.*REPALIGN_CLAIMS_DIR"):
-        check("a claim", 1.0, paper="p", relation="<=", tolerance=2.0, quiet=True)
+        claims.for_chapter("01_x", profile="quick")
+    with pytest.raises(ClaimsDirError, match=r"cannot write the claims directory at .*file/sub.*REPALIGN_CLAIMS_DIR"):
+        claims.check("01_x", "a claim", 1.0, paper="p", relation="<=", tolerance=2.0, quiet=True)
 
 
 def test_claims_file_unwritable(tmp_path, monkeypatch):
