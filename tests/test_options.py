@@ -45,3 +45,10 @@ def test_profile_names_are_exact(bad):
         claims.for_chapter("00_test_profile_names", profile=bad)
     with pytest.raises(TypeError, match="`profile` must be one of"):
         profiles.settings("universal", 1)
+
+
+@pytest.mark.parametrize("layer", [None, 1])  # with `layer` given the convention is moot, but it is recorded
+def test_train_checks_convention_even_with_an_explicit_layer(layer):
+    d = two_point()
+    with pytest.raises(ValueError, match="`convention` must be one of paper, code; got 'middle'"):
+        train(TABLE1["default"], d.x, d.y, epochs=1, layer=layer, convention="middle", progress=False)

@@ -48,7 +48,16 @@ from tqdm.auto import tqdm
 from . import _validate as v
 from . import fastpath, reference
 from .fastpath import ENGINES
-from .models import VARIANTS, BatchedMLP, _check_arch, build, build_batched, default_hidden_layer, n_hidden
+from .models import (
+    VARIANTS,
+    BatchedMLP,
+    _check_arch,
+    build,
+    build_batched,
+    check_convention,
+    default_hidden_layer,
+    n_hidden,
+)
 from .networks import _hidden_spec
 from .profiles import Architecture
 from .recording import Recorder, Recording
@@ -333,6 +342,7 @@ def _setup(arch, x, y, *, layer, convention, trials, seed, seeds, lr, epochs, op
         raise ValueError(f"`dtype` must be 'float32' or 'float64', got {dtype!r}")
     tdtype, dev = _DTYPES[dtype], _device(device)
     n_layers_total = n_hidden(arch)
+    convention = check_convention(convention)  # checked even when `layer` makes it moot: it is recorded
     if layer is None:
         layer = default_hidden_layer(arch, convention=convention)
     spec = _hidden_spec(layer, n_layers_total, name="layer")
