@@ -35,6 +35,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ._threads import numba_threads
 from .activations import ACTIVATIONS
 from .models import VARIANTS, BatchedMLP
 from .reference import loss as _loss
@@ -161,7 +162,14 @@ def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
     outs = np.empty((T, epochs + 1) + y.shape, dtype)
     dh = np.empty((T, epochs + 1, len(rec)), dtype)
     code = _kernel.ACTIVATION_CODES[model.activation]
-    _kernel.set_threads(T, torch.get_num_threads())
+    with numba_threads(min(T, torch.get_num_threads())):  # one per trial at most; restored afterwards
+        return _kernel_loop(Ws, bs, x, y, code, model.skip, dtype.type(lr), epochs, rec, outs, dh, spec=spec,
+                            recorder=recorder, rows=rows, bar=bar, stop=stop)
+
+
+def _kernel_loop(Ws, bs, x, y, code, skip, lr, epochs, rec, outs, dh, *, spec, recorder, rows, bar, stop):
+    from . import _kernel
+
     i, j = recorder.i, recorder.j
     done = 0  # records already handed to the recorder
 
@@ -174,14 +182,14 @@ def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
     start = 0
     while start < epochs:
         end = min(start + KERNEL_CHUNK, epochs)
-        _kernel.run(Ws, bs, x, y, code, model.skip, dtype.type(lr), start, end, False, i, j, rec, outs, dh)
+        _kernel.run(Ws, bs, x, y, code, skip, lr, start, end, False, i, j, rec, outs, dh)
         bar.update(end - start)
         start = end
         if stop is not None and start < epochs:
             flush(end)  # the stop rule reads the recorded loss
             if stop(end - 1):
                 break
-    _kernel.run(Ws, bs, x, y, code, model.skip, dtype.type(lr), start, start, True, i, j, rec, outs, dh)
+    _kernel.run(Ws, bs, x, y, code, skip, lr, start, start, True, i, j, rec, outs, dh)
     flush(start + 1)
     return start
 

@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 
 from . import _validate as v
 from . import fastpath, reference
+from ._threads import torch_threads, train_threads
 from .fastpath import ENGINES
 from .models import (
     VARIANTS,
@@ -155,6 +156,7 @@ def train(
     progress: bool = True,
     stop_loss: float | None = None,
     init=None,
+    threads: int | None = None,
 ) -> Recording:
     """Train ``trials`` independent networks of ``arch`` on ``(x, y)`` and record every epoch.
 
@@ -205,6 +207,12 @@ def train(
         ``Recording.settings["engine"]`` says which of ``"kernel"``, ``"fused"``, ``"reference"`` ran.
     keep_models : bool, keyword-only
         Return the trained networks in ``Recording.models``.
+    threads : int, optional, keyword-only
+        CPU threads for this call (at most the available cores). Default: chosen by
+        :func:`repalign._threads.train_threads` -- one torch thread for small problems on the fused and
+        reference paths (spinning threads made them 16-25x slower next to a busy process), else
+        torch's setting; the kernel uses one thread per trial up to that. Torch's and numba's thread
+        settings are restored when the call returns.
     progress : bool, keyword-only
         Show a tqdm progress bar.
     stop_loss : float, optional, keyword-only
@@ -264,8 +272,11 @@ def train(
     recorder = Recorder(len(s.seeds), s.epochs + 1, len(s.layers) if s.spec == "all" else 0, s.Y.shape[1], s.Y,
                         s.pair, s.dtype, s.device)
     run = _train_batched if s.batched else _train_looped
-    with tqdm(total=s.epochs * (1 if s.batched else len(s.seeds)), disable=not progress, mininterval=0.5,
-              desc=f"{s.arch.name} ({len(s.seeds)} trial{'s' * (len(s.seeds) > 1)})") as bar:
+    rows = (s.batch_size or s.X.shape[0]) * (len(s.seeds) if s.batched else 1)
+    threads = None if threads is None else _check_int("threads", threads, 1)
+    bar = tqdm(total=s.epochs * (1 if s.batched else len(s.seeds)), disable=not progress, mininterval=0.5,
+               desc=f"{s.arch.name} ({len(s.seeds)} trial{'s' * (len(s.seeds) > 1)})")
+    with torch_threads(train_threads(engine, rows, threads, s.device)), bar:
         try:
             trained, models = run(s, engine, recorder, bar, keep_models)
         except _NonFinite as stop:
