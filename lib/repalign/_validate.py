@@ -64,6 +64,15 @@ def integer(name: str, value, *, low: int = 1, high: int | None = None, meaning:
     return out
 
 
+def finite_output(value, what: str, fix: str):
+    """``value`` if every entry is finite, else a ValueError: ``what`` overflowed float64 (inf or NaN) for
+    the given inputs, and ``fix`` says which argument to change. Never a silent inf/NaN result."""
+    arr = np.asarray(value)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        raise ValueError(f"{what} overflows float64 (inf or NaN) for these inputs; {fix}")
+    return value
+
+
 def flag(name: str, value) -> bool:
     """A real bool (``True``/``False`` or a numpy bool): strings such as ``'no'`` would be truthy, so
     anything else raises ``TypeError``."""

@@ -126,6 +126,9 @@ def _number(name: str, value) -> float:
         raise TypeError(f"`{name}` must be a real number, got {value!r}") from exc
     if math.isnan(x):
         raise ValueError(f"`{name}` is NaN: a check cannot judge a NaN (the computation upstream failed)")
+    if math.isinf(x):
+        raise ValueError(f"`{name}` is {x}: a check records finite numbers only (the computation upstream "
+                         "overflowed; a bound that does not apply is not a check)")
     return x
 
 

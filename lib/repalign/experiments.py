@@ -394,7 +394,7 @@ def representations(models, x, layer: int, *, chunk: int = 10000) -> np.ndarray:
     """
     import torch
 
-    x = np.asarray(x)
+    x = v.finite_array("x", x)
     out = []
     with torch.no_grad():
         for m in models:
@@ -403,7 +403,8 @@ def representations(models, x, layer: int, *, chunk: int = 10000) -> np.ndarray:
             parts = [m(torch.tensor(x[k:k + chunk], dtype=dtype), hidden=layer)[1].numpy()  # a copy: x may be read-only
                      for k in range(0, len(x), chunk)]
             out.append(np.concatenate(parts))
-    return np.stack(out).astype(float)
+    return v.finite_output(np.stack(out).astype(float), "the hidden representations",
+                           "rescale `x` (the networks compute in their own dtype, e.g. float32)")
 
 
 @dataclass(frozen=True, eq=False)

@@ -128,7 +128,8 @@ def normalised_error(measured, predicted) -> float:
         )
     m = measured.reshape(measured.shape[0], -1)
     p = predicted.reshape(m.shape)
-    return float(np.mean(np.sqrt(np.mean((p - m) ** 2, axis=0)) / _records.scales(m)))
+    return float(v.finite_output(np.mean(np.sqrt(np.mean((p - m) ** 2, axis=0)) / _records.scales(m)),
+                                 "the normalised error", "rescale `measured` and `predicted`"))
 
 
 def fit_rates(

@@ -165,7 +165,7 @@ def upper_entries(m, groups=None, *, between_groups: bool = False) -> np.ndarray
     >>> upper_entries(np.arange(9).reshape(3, 3), [0, 0, 1], between_groups=True).tolist()
     [2, 5]
     """
-    m = np.asarray(m)
+    m = v.finite_array("m", m)
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"`m` must be a square matrix, got shape {m.shape}")
     i, j = np.triu_indices(m.shape[0], 1)
