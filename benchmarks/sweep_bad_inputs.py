@@ -181,7 +181,7 @@ def _cases(fx):
         (experiments.representations, (fx["REC"].models, d.x, 2), {}, ["1:array", "2:int", "chunk:int", "0:obj"]),
         (experiments.run_two_point, ("default",), dict(profile="quick", epochs=5, progress=False),
          ["0:str", "profile:str", "trials:int", "seed:int", "optimizer:str", "lr", "epochs:int"]),
-        (geometry.sq_distances, (H,), {}, ["0:array", "1:array"]),
+        (geometry.sq_distances, (H,), {}, ["0:array", "b:array"]),
         (geometry.low_weight_distances, (H, H[:, :2]), {}, ["0:array", "1:array", "tau_y_over_tau_h"]),
         (geometry.exponential_weighting, (geometry.sq_distances(H),), {}, ["0:array", "scale", "normalise:flag"]),
         (geometry.upper_entries, (geometry.sq_distances(H),), {}, ["0:array", "groups:array"]),

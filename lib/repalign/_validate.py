@@ -73,6 +73,16 @@ def finite_output(value, what: str, fix: str):
     return value
 
 
+def instance(name: str, value, cls: type, made_by: str, duck: tuple[str, ...] = ()):
+    """``value`` if it is a ``cls`` (or has every attribute in ``duck``: a stand-in with the same fields),
+    else a TypeError naming ``name``, the type expected and what makes one (instead of an
+    AttributeError from deep inside the function)."""
+    if not isinstance(value, cls) and not (duck and all(hasattr(value, a) for a in duck)):
+        raise TypeError(f"`{name}` must be a {cls.__module__}.{cls.__qualname__} ({made_by}), "
+                        f"got {type(value).__name__}: {value!r:.80}")
+    return value
+
+
 def flag(name: str, value) -> bool:
     """A real bool (``True``/``False`` or a numpy bool): strings such as ``'no'`` would be truthy, so
     anything else raises ``TypeError``."""

@@ -147,6 +147,9 @@ def plateau_loss(recording: Recording, trial: int = 0, *, settle: float = 1e-3) 
     ``ybar*`` is the mean of the recording's own tracked targets (``settings["target_mean"]``); a
     recording made before that setting existed must come from the default two-point targets.
     """
+    recording = v.instance("recording", recording, Recording, "what repalign.train.train returns",
+                           duck=("loss", "settings"))
+    trial = v.integer("trial", trial, low=-recording.trials, high=recording.trials - 1)
     s = recording.settings
     if "target_mean" in s:
         target = np.asarray(s["target_mean"], float)
@@ -171,6 +174,8 @@ def plateau_epochs(recording: Recording, *, band: float = 0.25) -> np.ndarray:
     ``w`` are still near 0; a loss that merely passes through the band on its way down counts only
     the few epochs it spends there.
     """
+    recording = v.instance("recording", recording, Recording, "what repalign.train.train returns",
+                           duck=("loss", "settings"))
     band = float(v.positive("band", band))
     plateau = recording.settings["dy_target_sq"] / 8
     if plateau <= 0:
@@ -216,6 +221,8 @@ def stop_records(recording: Recording, stop_loss: float) -> np.ndarray:
 
     Returns an int array of shape (trials,).
     """
+    recording = v.instance("recording", recording, Recording, "what repalign.train.train returns",
+                           duck=("loss", "settings"))
     below = recording.loss < stop_loss
     return np.where(below.any(1), below.argmax(1), recording.n_records - 1)
 
@@ -291,6 +298,8 @@ class LayerFits:
 
 def fit_layers(recording: Recording, **fit_kwargs) -> LayerFits:
     """Fit eq. (7) at every layer of a recording made with ``layer="all"`` (or a tuple of layers)."""
+    recording = v.instance("recording", recording, Recording, "what repalign.train.train returns",
+                           duck=("loss", "settings"))
     if recording.dh_sq.ndim != 3:
         raise ValueError("`recording` must hold several layers: train with layer='all'")
     n = recording.dh_sq.shape[-1]
