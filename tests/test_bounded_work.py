@@ -138,3 +138,15 @@ def test_representations_reject_non_finite_inputs_and_overflow():
         experiments.representations(rec.models, np.full_like(d.x, np.nan), 2)
     with pytest.raises(ValueError, match="hidden representations overflows float64"):
         experiments.representations(rec.models, np.full_like(d.x, 1e300), 2)
+
+
+@pytest.mark.parametrize("kwargs", [dict(dx_sq=1e300), dict(dy_target_sq=1e300), dict(starts=[(1e300, 1.0)])])
+def test_fit_system_bounds_its_inputs_instead_of_returning_an_inf_error(kwargs):
+    from repalign import falsification
+
+    t = np.linspace(0.0, 5.0, 21)
+    z = theory.solve([1.0, 0.1, 0.05], t, rate_h=1.0, rate_y=0.5, dx_sq=1.0, dy_target_sq=0.5)
+    args = dict(dx_sq=1.0, dy_target_sq=0.5, starts=[(1.0, 0.5)]) | kwargs
+    with pytest.raises(ValueError, match="must be at most 1e\\+15 in magnitude"):
+        falsification.fit_system(t, z, "eq. (7)", args["dx_sq"], args["dy_target_sq"], starts=args["starts"],
+                                 records=15)
