@@ -55,3 +55,9 @@ def test_finish_closes_the_run_of_checks(capsys):
     assert claims.incomplete(profile) == {"99_test": page.check.run_started}  # interrupted here: marked
     page.finish()
     assert claims.incomplete(profile) == {}
+
+
+@pytest.mark.parametrize("bad", ["", None, "../x"])
+def test_bad_name_is_named_as_the_callers_argument(bad):
+    with pytest.raises(ValueError, match="`name` \\(the chapter's file stem\\)"):
+        chapter.start(bad, "derivation", threads=None, quiet=True)

@@ -109,7 +109,10 @@ def start(name: str, section: str, *, threads: int | None = DEFAULT_THREADS, flu
         if not isinstance(value, bool):
             raise TypeError(f"`{flag}` must be True or False, got {value!r}")
     cfg = profiles.settings(section)
-    check = claims.for_chapter(name)
+    try:
+        check = claims.for_chapter(name)
+    except ValueError as err:  # claims names its own argument `chapter`; here it is `name`
+        raise ValueError(str(err).replace("`chapter`", "`name` (the chapter's file stem)", 1)) from None
     used = None
     if threads is not None:
         import torch

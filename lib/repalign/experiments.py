@@ -403,10 +403,16 @@ def representations(models, x, layer: int, *, chunk: int = 10000) -> np.ndarray:
     """
     import torch
 
-    x = v.finite_array("x", x)
+    from .networks import _hidden_spec
+
+    x = v.finite_array("x", x, ndim=2)
+    if len(x) == 0:
+        raise ValueError("`x` must hold at least one input row, got shape (0, ...)")
+    chunk = v.integer("chunk", chunk)
     out = []
     with torch.no_grad():
         for m in models:
+            _hidden_spec(layer, m.n_hidden, name="layer")  # the error names `layer`, not forward's `hidden`
             m = m.eval()
             dtype = next(m.parameters()).dtype
             parts = [m(torch.tensor(x[k:k + chunk], dtype=dtype), hidden=layer)[1].numpy()  # a copy: x may be read-only
