@@ -2,9 +2,12 @@
 
 Before collection, each MyST notebook ``book/*.md`` (a file whose front matter has a ``kernelspec``)
 is converted with jupytext to ``book/*.ipynb`` next to its source; nbval (``--nbval-lax``, configured
-in pyproject.toml) then executes it in the current environment. The chapters run under
-``BOOK_PROFILE=quick`` unless ``--book-profile paper`` is given. A run that asks for the book but
-collects no chapter, or misses one, fails. The generated notebooks are removed afterwards.
+in pyproject.toml) then executes it in the current environment. The chapters (and any unit test
+that reads :func:`repalign.profiles.current`) run under the profile given by ``--book-profile``, else
+by an explicit ``BOOK_PROFILE`` in the environment, else ``quick``; the pytest header says which and
+where it came from. An option that contradicts ``BOOK_PROFILE``, or a ``BOOK_PROFILE`` that names no
+profile, stops the run before collection. A run that asks for the book but collects no chapter, or
+misses one, fails. The generated notebooks are removed afterwards.
 """
 
 from __future__ import annotations
@@ -33,8 +36,32 @@ def chapters() -> list[Path]:
 
 
 def pytest_addoption(parser):
-    parser.addoption("--book-profile", default="quick", choices=("quick", "paper"),
-                     help="BOOK_PROFILE under which the chapters run (default: quick)")
+    parser.addoption("--book-profile", default=None, choices=("quick", "paper"),
+                     help="BOOK_PROFILE under which the chapters run (default: $BOOK_PROFILE, else quick)")
+
+
+def book_profile(option: str | None, environ: str | None) -> tuple[str, str]:
+    """The profile this run uses and where it came from, from ``--book-profile`` and ``$BOOK_PROFILE``.
+
+    An explicit ``BOOK_PROFILE`` is honoured (it used to be overwritten with ``quick``); an option that
+    contradicts it is a usage error rather than a silent choice of one of the two.
+    """
+    from repalign import profiles
+
+    environ = (environ or "").strip() or None
+    if environ is not None:
+        try:
+            profiles._check(environ, f"environment variable {profiles.ENV_VAR}")
+        except ValueError as err:
+            raise pytest.UsageError(str(err)) from None
+    if option is not None and environ is not None and option != environ:
+        raise pytest.UsageError(f"--book-profile {option} contradicts {profiles.ENV_VAR}={environ}; "
+                                f"give one of them, or the same profile to both")
+    if option is not None:
+        return option, "--book-profile"
+    if environ is not None:
+        return environ, f"${profiles.ENV_VAR}"
+    return "quick", "default"
 
 
 #: Per-cell time limit under the paper profile, whose training cells run for tens of minutes on a
@@ -43,7 +70,9 @@ PAPER_CELL_TIMEOUT = 4 * 3600
 
 
 def pytest_configure(config):
-    os.environ["BOOK_PROFILE"] = config.getoption("--book-profile")
+    profile, source = book_profile(config.getoption("--book-profile"), os.environ.get("BOOK_PROFILE"))
+    os.environ["BOOK_PROFILE"] = profile
+    config._book_profile = (profile, source)
     if os.environ["BOOK_PROFILE"] == "paper" and hasattr(config.option, "nbval_cell_timeout"):
         config.option.nbval_cell_timeout = max(float(config.option.nbval_cell_timeout), PAPER_CELL_TIMEOUT)
     import jupytext
@@ -57,6 +86,11 @@ def pytest_configure(config):
         _GENERATED.append(target)
     # `pytest book/02_universal_dynamics.md` means the notebook made from it
     config.args[:] = [_as_notebook(arg) for arg in config.args]
+
+
+def pytest_report_header(config):
+    profile, source = config._book_profile
+    return f"book profile: {profile} (from {source})"
 
 
 def _as_notebook(arg: str) -> str:

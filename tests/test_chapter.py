@@ -61,3 +61,18 @@ def test_flush_denormal_holds_from_start_to_finish(capsys):
         assert not numerics.denormals_flushed()  # restored on every thread
     finally:
         torch.set_num_threads(before)
+
+
+def test_finish_closes_the_run_of_checks(capsys):
+    page = chapter.start("99_test", "derivation", threads=None, quiet=True)
+    profile = page.settings["profile"]
+    page.check("a claim", measured=0.05, tolerance=0.1, relation="<=", quiet=True)
+    assert claims.incomplete(profile) == {"99_test": page.check.run_started}  # interrupted here: marked
+    page.finish()
+    assert claims.incomplete(profile) == {}
+
+
+@pytest.mark.parametrize("bad", ["", None, "../x"])
+def test_bad_name_is_named_as_the_callers_argument(bad):
+    with pytest.raises(ValueError, match="`name` \\(the chapter's file stem\\)"):
+        chapter.start(bad, "derivation", threads=None, quiet=True)

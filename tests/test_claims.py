@@ -103,7 +103,60 @@ def test_for_chapter_forgets_stale_records_of_its_profile(store, monkeypatch):
     check = claims.for_chapter("ch")
     check("current", 0.1, tolerance=1.0, quiet=True)
     names = sorted((r.chapter, r.claim) for r in claims.load(store))
+    assert ("ch", "renamed since") in names  # kept until the run finishes
+    assert claims.incomplete() == {"ch": check.run_started}
+    claims.finish_chapter("ch", started=check.run_started)
+    names = sorted((r.chapter, r.claim) for r in claims.load(store))
     assert names == [("ch", "current"), ("ch", "paper run"), ("other", "kept")]
+    assert claims.incomplete() == {}
+
+
+def test_interrupted_run_keeps_the_previous_records_and_is_marked_incomplete(store):
+    first = claims.for_chapter("05_x")
+    for name in ("a", "b", "c"):
+        first(name, 0.1, tolerance=1.0, quiet=True)
+    claims.finish_chapter("05_x", started=first.run_started)
+    second = claims.for_chapter("05_x")
+    second("a", 0.5, tolerance=1.0, quiet=True)  # ... and the kernel dies here
+    records = {r.claim: r for r in claims.load()}
+    assert sorted(records) == ["a", "b", "c"] and records["a"].measured == 0.5 and records["b"].measured == 0.1
+    unfinished = claims.incomplete()
+    assert unfinished == {"05_x": second.run_started}
+    table = claims.scorecard_markdown(list(records.values()), incomplete=unfinished)
+    rows = {line.split("|")[2].strip(): line for line in table.splitlines()[2:]}
+    assert "incomplete run" in rows["a"] and "previous run" not in rows["a"]
+    assert "(previous run)" in rows["b"] and "(previous run)" in rows["c"]
+    assert "incomplete" not in claims.scorecard_markdown(list(records.values()))
+    assert claims.incomplete("paper") == {}  # per profile
+
+
+def test_for_chapter_records_under_its_profile(store):
+    check = claims.for_chapter("06_x", profile="paper")  # BOOK_PROFILE is quick
+    assert check("c", 0.1, tolerance=1.0, quiet=True).profile == "paper"
+
+
+@pytest.mark.parametrize("name", ["../escape", "a/b", "/abs", "..", ".hidden", "a\0b", "a b", "x" * 101, "a\nb",
+                                  "", "  "])
+def test_chapter_names_cannot_leave_the_claims_directory(store, name):
+    with pytest.raises(ValueError, match="`chapter` must be"):
+        claims.for_chapter(name)
+    with pytest.raises(ValueError, match="`chapter` must be"):
+        claims.check(name, "c", 0.1, tolerance=1.0, quiet=True)
+    assert sorted(p.name for p in store.parent.iterdir() if p.name.startswith("escape")) == []
+    assert list(store.iterdir()) == []
+
+
+@pytest.mark.parametrize("claim", ["two\nlines", "nul\0byte", "tab\there"])
+def test_claim_names_with_control_characters_are_rejected(store, claim):
+    with pytest.raises(ValueError, match="`claim` must be one line without control characters"):
+        claims.check("07_x", claim, 0.1, tolerance=1.0, quiet=True)
+
+
+def test_corrupt_run_log_is_named_and_skipped(store):
+    good = claims.for_chapter("08_good")
+    (store / "09_bad.runs").write_text("{not json")
+    with pytest.warns(claims.CorruptClaimsWarning, match="09_bad.runs"):
+        assert claims.incomplete() == {"08_good": good.run_started}
 
 
 def test_for_chapter_binds_the_chapter(store):

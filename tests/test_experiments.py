@@ -183,3 +183,16 @@ def test_plateau_loss_uses_the_recordings_own_targets():
     term = 0.5 * np.sum((rec.mean_output[0] - target) ** 2, axis=-1)
     assert term[i] < 1e-3 * d.dy_target_sq / 8 and np.all(term[:i] >= 1e-3 * d.dy_target_sq / 8)
     assert value == rec.loss[0, i] and i < rec.n_records - 1  # the default targets' mean is never reached
+
+
+def test_representations_name_the_callers_arguments():
+    d = data.two_point()
+    rec = train.train(replace(profiles.TABLE1["default"], width=8, hidden_layers=3), d.x, d.y, epochs=2,
+                      keep_models=True, progress=False)
+    for bad in (0, 99, 2.5):
+        with pytest.raises(ValueError, match="`layer` must be None, 'all' or an integer in \\[1, 3\\]"):
+            experiments.representations(rec.models, d.x, bad)
+    with pytest.raises(ValueError, match="`x` must hold at least one input row"):
+        experiments.representations(rec.models, np.empty((0, 1)), 2)
+    with pytest.raises(ValueError, match="`chunk`"):
+        experiments.representations(rec.models, d.x, 2, chunk=0)

@@ -189,3 +189,14 @@ def test_overflowing_inputs_raise_instead_of_returning_inf():
         geometry.sq_distances([[1e300], [0.0]])
     with pytest.raises(ValueError, match="`h` overflows float64"):
         geometry.collinearity([[1e300], [0.0]])
+
+
+def test_upper_entries_rejects_non_finite_matrices():
+    import numpy as np
+    import pytest
+
+    from repalign import geometry
+
+    with pytest.raises(ValueError, match="`m` must be finite"):
+        geometry.upper_entries(np.full((3, 3), np.nan))
+    assert geometry.upper_entries(np.arange(9).reshape(3, 3)).dtype.kind == "i"

@@ -218,7 +218,7 @@ def test_gated_gradient_descent_with_small_steps_follows_the_sigmoid():
 @pytest.mark.parametrize("kwargs,match", [
     ({"s": 0.0, "a0": 0.1}, "`s` must be > 0"),
     ({"s": 1.0, "a0": 0.0}, "`a0` must be > 0"),
-    ({"s": 1.0, "a0": 0.1, "depth": 0}, "`depth` must be an integer >= 1"),
+    ({"s": 1.0, "a0": 0.1, "depth": 0}, "`depth` must be an integer in \\[1, 1000\\]"),
     ({"s": 1.0, "a0": 0.1, "depth": 2.5}, "`depth` must be an integer"),
     ({"s": 1.0, "a0": 0.1, "depth": 3, "lam": 1.0}, "`lam`"),
     ({"s": 1.0, "a0": 0.1, "tau": -1.0}, "`tau` must be > 0"),

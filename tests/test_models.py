@@ -236,6 +236,41 @@ def test_hidden_layer_out_of_range(variant, hidden):
         net(torch.zeros(2, 1), hidden=hidden)
 
 
+_BAD_X = [
+    (torch.zeros(2, 3), ValueError, r"`x` must have 2 column\(s\), the model's input_dim; got shape \(2, 3\)"),
+    (torch.zeros(2), ValueError, r"`x` must have shape \(batch, 2\)"),
+    (torch.zeros(1, 2, 2, 2), ValueError, r"`x` must have shape \(batch, 2\)"),
+    (torch.zeros(2, 2, dtype=torch.float64), ValueError, r"`x` must have the model's dtype torch.float32, got "
+                                                        r"torch.float64"),
+    (torch.zeros(2, 2, dtype=torch.int64), ValueError, r"`x` must have the model's dtype"),
+    (np.zeros((2, 2), dtype=np.float32), TypeError, r"`x` must be a torch.Tensor of shape \(batch, 2\)"),
+]
+
+
+@pytest.mark.parametrize("variant", models.VARIANTS)
+@pytest.mark.parametrize(("x", "error", "match"), _BAD_X)
+def test_bad_input_names_x(variant, x, error, match):
+    """Wrong width, ndim or dtype: an error naming `x` and the expected shape, not a raw torch error."""
+    net = models.build(SMALL[variant], input_dim=2, seed=0)
+    with pytest.raises(error, match=match):
+        net(x)
+
+
+def test_batched_bad_input_names_x():
+    net = models.build_batched(SMALL["mlp"], seeds=[0, 1, 2], input_dim=2)
+    net(torch.zeros(3, 4, 2))
+    net(torch.zeros(4, 2))
+    with pytest.raises(ValueError, match=r"`x` must have shape \(batch, 2\) or \(3, batch, 2\) \(the model "
+                                         r"has 3 trials\), got shape \(2, 4, 2\)"):
+        net(torch.zeros(2, 4, 2))
+    with pytest.raises(ValueError, match=r"`x` must have 2 column"):
+        net(torch.zeros(3, 4, 5))
+    with pytest.raises(ValueError, match=r"`x` must have shape"):
+        net(torch.zeros(4))
+    with pytest.raises(ValueError, match=r"model's dtype"):
+        net(torch.zeros(4, 2, dtype=torch.float64))
+
+
 def test_unknown_activation():
     with pytest.raises(ValueError, match="`activation` must be one of linear, relu, leaky_relu"):
         models.build(replace(DEFAULT, activation="swish"), seed=0)

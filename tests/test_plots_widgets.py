@@ -103,6 +103,19 @@ def test_gain_figure_trains_and_marks_the_prediction():
         widgets.gain_figure(1.0, tau_y_over_tau_h=-1.0, epochs=10, profile="quick")
 
 
+@pytest.mark.parametrize("gain", [3.0, 100.0])  # diverges after one step / at the very first record
+def test_gain_figure_of_a_diverging_run_says_so(gain):
+    fig = widgets.gain_figure(gain, tau_y_over_tau_h=0.02, epochs=50, profile="quick")
+    assert fig.diverged is not None
+    note = f"training diverged at epoch {fig.diverged.epoch} (loss {fig.diverged.loss:.3g})"
+    for ax in fig.axes:
+        assert any(note in t.get_text() and "lower the gain or the learning rate" in t.get_text() for t in ax.texts)
+    assert f"diverged at epoch {fig.diverged.epoch}" in fig._suptitle.get_text()
+    assert len(fig.axes[1].get_lines()) == 1  # the network's curve only: no prediction from non-finite values
+    plt.close(fig)
+    assert widgets.gain_figure(1.0, epochs=20, profile="quick").diverged is None
+
+
 def test_distance_matrix_annotates_every_cell():
     fig, ax = plt.subplots()
     m = np.array([[0.0, 1.0], [1.0, 0.0]])

@@ -1,5 +1,10 @@
 """profiles: BOOK_PROFILE selects the settings; anything else is a clear error."""
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from repalign import profiles
@@ -65,3 +70,37 @@ def test_table2_has_every_row_of_the_paper():
     assert (t["xor_2_layers"].hidden_layers, t["xor_2_layers"].epochs, t["xor_2_layers"].gain) == (1, 40000, 0.0015)
     assert (t["mnist"].activation, t["mnist"].width, t["mnist"].hidden_layers, t["mnist"].lr) == ("leaky_relu", 100, 4, 0.002)
     assert {r.activation for r in t.values() if r.name.startswith("blobs")} == {"tanh"}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _pytest_header(env_profile: str | None, *options: str) -> subprocess.CompletedProcess:
+    """`python -m pytest --collect-only` of this file with `BOOK_PROFILE` set (or unset): its header."""
+    env = {k: v for k, v in os.environ.items() if k != "BOOK_PROFILE"}
+    if env_profile is not None:
+        env["BOOK_PROFILE"] = env_profile
+    return subprocess.run([sys.executable, "-m", "pytest", "--collect-only", *options, "tests/test_profiles.py"],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(("env_profile", "options", "header"), [
+    ("paper", (), "book profile: paper (from $BOOK_PROFILE)"),  # was silently replaced by quick
+    (None, (), "book profile: quick (from default)"),
+    (None, ("--book-profile", "paper"), "book profile: paper (from --book-profile)"),
+    ("paper", ("--book-profile", "paper"), "book profile: paper (from --book-profile)"),
+])
+def test_pytest_honours_an_explicit_book_profile(env_profile, options, header):
+    run = _pytest_header(env_profile, *options)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert header in run.stdout
+
+
+@pytest.mark.parametrize(("env_profile", "options", "message"), [
+    ("paper", ("--book-profile", "quick"), "--book-profile quick contradicts BOOK_PROFILE=paper"),
+    ("PAPER", (), "BOOK_PROFILE must be one of quick, paper; got 'PAPER'"),
+])
+def test_pytest_stops_on_a_contradicting_or_unknown_profile(env_profile, options, message):
+    run = _pytest_header(env_profile, *options)
+    assert run.returncode == pytest.ExitCode.USAGE_ERROR
+    assert message in run.stderr

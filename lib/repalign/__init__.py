@@ -31,7 +31,8 @@ Modules, one concern each (data flows ``profiles`` -> ``data``, ``models`` -> ``
 - :mod:`~repalign.widgets` -- optional ipywidgets explorers.
 - Private: ``_fit_search`` and ``_records`` (the rate search and record helpers of ``fit``),
   ``_kernel`` (the compiled CPU kernel of the fast path), ``_mnist`` and ``_mnist_sources``
-  (the MNIST loader and where it fetches from), ``_validate`` (shared argument checks).
+  (the MNIST loader and where it fetches from), ``_validate`` (shared argument checks),
+  ``_threads`` (per-call thread counts, restored afterwards).
 """
 
 __version__ = "0.1.0"

@@ -208,7 +208,3 @@ def as_lists(weights, biases):
     return Ws, bs
 
 
-def set_threads(trials: int, limit: int) -> None:
-    """Use at most one thread per trial and at most ``limit`` (torch's thread setting)."""
-    nb.set_num_threads(max(1, min(trials, limit, nb.config.NUMBA_NUM_THREADS)))
-

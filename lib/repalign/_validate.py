@@ -64,6 +64,25 @@ def integer(name: str, value, *, low: int = 1, high: int | None = None, meaning:
     return out
 
 
+def finite_output(value, what: str, fix: str):
+    """``value`` if every entry is finite, else a ValueError: ``what`` overflowed float64 (inf or NaN) for
+    the given inputs, and ``fix`` says which argument to change. Never a silent inf/NaN result."""
+    arr = np.asarray(value)
+    if arr.dtype.kind in "fc" and not np.isfinite(arr).all():
+        raise ValueError(f"{what} overflows float64 (inf or NaN) for these inputs; {fix}")
+    return value
+
+
+def instance(name: str, value, cls: type, made_by: str, duck: tuple[str, ...] = ()):
+    """``value`` if it is a ``cls`` (or has every attribute in ``duck``: a stand-in with the same fields),
+    else a TypeError naming ``name``, the type expected and what makes one (instead of an
+    AttributeError from deep inside the function)."""
+    if not isinstance(value, cls) and not (duck and all(hasattr(value, a) for a in duck)):
+        raise TypeError(f"`{name}` must be a {cls.__module__}.{cls.__qualname__} ({made_by}), "
+                        f"got {type(value).__name__}: {value!r:.80}")
+    return value
+
+
 def flag(name: str, value) -> bool:
     """A real bool (``True``/``False`` or a numpy bool): strings such as ``'no'`` would be truthy, so
     anything else raises ``TypeError``."""
@@ -112,6 +131,16 @@ class WorkLimit:
         if self.calls > self.limit:
             raise RuntimeError(f"integration stopped after {self.limit} evaluations: {self.what}")
         return self.fun(*args)
+
+
+def not_writable(exc: OSError, path: str | os.PathLike, what: str, env_var: str, error: type[OSError],
+                 hint: str = "") -> OSError:
+    """``error`` (an ``OSError`` subclass) saying that ``what`` cannot be written at ``path``, why, and which
+    environment variable points it elsewhere; raise it ``from exc``. The one wording for the claims, the
+    result store and the MNIST cache."""
+    reason = exc.strerror or str(exc)
+    return error(exc.errno, f"cannot write {what} at {path}: {reason} "
+                            f"(set ${env_var} to a writable directory{hint})", str(path))
 
 
 def results_dir(env_var: str, subdir: str) -> Path:

@@ -108,8 +108,7 @@ def _record(store: Store, task: Task, outcome) -> bool:
         store.put(task, payload, prov)
         failed.unlink(missing_ok=True)
         return True
-    failed.parent.mkdir(parents=True, exist_ok=True)
-    failed.write_text(f"{task.label()}\nkey {task.key}\nspec {task.canonical}\n\n{payload}")
+    _store._atomic_write(failed, f"{task.label()}\nkey {task.key}\nspec {task.canonical}\n\n{payload}".encode())
     return False
 
 

@@ -7,7 +7,8 @@ A chapter starts with::
 
 which loads the profile's settings for the chapter's section, starts the chapter's record of checks
 (:func:`repalign.claims.for_chapter`), sets the torch thread count and starts the run timer; it prints
-one line that says which profile and seed run. The chapter ends with ``page.finish()``, which prints
+one line that says which profile and seed run. The chapter ends with ``page.finish()``, which closes
+the run of checks (a chapter interrupted before it is marked incomplete on the scorecard) and prints
 the run time.
 """
 
@@ -58,9 +59,12 @@ class ChapterRun:
         return time.perf_counter() - self.started
 
     def finish(self) -> None:
-        """Print the chapter's run time, with the profile and the torch threads (a closing cell's only output),
-        and restore the subnormal setting that :func:`start` changed."""
+        """Close the chapter's run of checks (:func:`repalign.claims.finish_chapter`: records it did not
+        re-check are forgotten, the scorecard no longer lists it as incomplete), restore the subnormal
+        setting that :func:`start` changed, and print the run time, with the profile and the torch
+        threads (a closing cell's only output)."""
         self._settings_held.close()
+        claims.finish_chapter(self.name, started=self.check.run_started, profile=self.settings["profile"])
         threads = "" if self.threads is None else f", {self.threads} torch threads"
         print(f"chapter run time ({self.settings['profile']} profile{threads}): {self.elapsed():.0f} s")
 
@@ -111,7 +115,10 @@ def start(name: str, section: str, *, threads: int | None = DEFAULT_THREADS, flu
         if not isinstance(value, bool):
             raise TypeError(f"`{flag}` must be True or False, got {value!r}")
     cfg = profiles.settings(section)
-    check = claims.for_chapter(name)
+    try:
+        check = claims.for_chapter(name)
+    except ValueError as err:  # claims names its own argument `chapter`; here it is `name`
+        raise ValueError(str(err).replace("`chapter`", "`name` (the chapter's file stem)", 1)) from None
     used = None
     held = ExitStack()
     if threads is not None:

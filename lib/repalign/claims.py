@@ -3,7 +3,12 @@ as a one-line verdict and stored, so that the reproduction scorecard is generate
 never typed by hand.
 
 Records go to ``$REPALIGN_CLAIMS_DIR`` if set, else to ``results/claims/`` at the repository root
-(one JSON file per chapter; re-running a chapter replaces its records for that profile).
+(one JSON file per chapter, ``<chapter>.json``, and its run log ``<chapter>.runs``). A run of a chapter
+(:func:`for_chapter` ... :func:`finish_chapter`, which :mod:`repalign.chapter` calls) replaces its
+records for that profile as it goes; only when it finishes are the records it did not re-check (checks
+renamed or removed since) forgotten. A run interrupted half way keeps the previous run's other records
+and is listed by :func:`incomplete`, which the scorecard shows. Chapter names are file-name stems
+(letters, digits, ``_``, ``-``, ``.``): no name can write outside the claims directory.
 
 >>> import tempfile, os
 >>> os.environ["REPALIGN_CLAIMS_DIR"] = tempfile.mkdtemp()
@@ -20,6 +25,7 @@ import fcntl
 import json
 import math
 import os
+import re
 import subprocess
 import tempfile
 import warnings
@@ -27,10 +33,11 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import profiles
-from ._validate import results_dir
+from ._validate import not_writable, results_dir
 from .tables import markdown_table
 
-__all__ = ["Claim", "ClaimFailed", "RELATIONS", "check", "for_chapter", "claims_dir", "load", "scorecard_markdown"]
+__all__ = ["Claim", "ClaimFailed", "ClaimsDirError", "RELATIONS", "check", "for_chapter", "finish_chapter",
+           "incomplete", "claims_dir", "load", "scorecard_markdown"]
 
 #: How ``measured`` is judged: against ``tolerance`` alone, or against ``expected`` within ``tolerance``.
 RELATIONS = {
@@ -39,6 +46,24 @@ RELATIONS = {
     "close": "|measured - expected| <= tolerance",
     "rel": "|measured - expected| <= tolerance * |expected|",
 }
+
+
+#: A chapter name: a file-name stem that cannot leave the claims directory (no '/', no leading '.').
+_CHAPTER_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,99}")
+
+
+def _chapter_name(chapter) -> str:
+    if not isinstance(chapter, str) or not chapter.strip():
+        raise ValueError(f"`chapter` must be a non-empty string, got {chapter!r}")
+    if not _CHAPTER_NAME.fullmatch(chapter):
+        raise ValueError(f"`chapter` must be a file-name stem: letters, digits, '_', '-' and '.', not starting "
+                         f"with '.', at most 100 characters (no '/', '..', spaces or control characters), "
+                         f"e.g. '02_universal_dynamics'; got {chapter!r}")
+    return chapter
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.UTC).isoformat(timespec="microseconds")
 
 
 class ClaimFailed(AssertionError):
@@ -74,6 +99,10 @@ class Claim:
         return f"[{mark}] {self.claim}\n       {rule}   (paper: {self.paper}; profile: {self.profile})"
 
 
+class ClaimsDirError(OSError):
+    """The claims directory cannot be created or written; the message names it and ``$REPALIGN_CLAIMS_DIR``."""
+
+
 def claims_dir() -> Path:
     """Where records are stored (see the module docstring)."""
     return results_dir("REPALIGN_CLAIMS_DIR", "claims")
@@ -97,6 +126,9 @@ def _number(name: str, value) -> float:
         raise TypeError(f"`{name}` must be a real number, got {value!r}") from exc
     if math.isnan(x):
         raise ValueError(f"`{name}` is NaN: a check cannot judge a NaN (the computation upstream failed)")
+    if math.isinf(x):
+        raise ValueError(f"`{name}` is {x}: a check records finite numbers only (the computation upstream "
+                         "overflowed; a bound that does not apply is not a check)")
     return x
 
 
@@ -146,9 +178,11 @@ def check(
     """
     if relation not in RELATIONS:
         raise ValueError(f"`relation` must be one of {', '.join(RELATIONS)}; got {relation!r}")
-    for name, text in (("chapter", chapter), ("claim", claim)):
-        if not isinstance(text, str) or not text.strip():
-            raise ValueError(f"`{name}` must be a non-empty string, got {text!r}")
+    chapter = _chapter_name(chapter)
+    if not isinstance(claim, str) or not claim.strip():
+        raise ValueError(f"`claim` must be a non-empty string, got {claim!r}")
+    if any(ord(c) < 32 or ord(c) == 127 for c in claim):
+        raise ValueError(f"`claim` must be one line without control characters (newline, tab, NUL), got {claim!r}")
     measured = _number("measured", measured)
     tolerance = _number("tolerance", tolerance)
     if tolerance < 0 and relation != ">=":
@@ -175,7 +209,7 @@ def check(
         verdict="pass" if ok else "fail",
         profile=profiles.current() if profile is None else profile,
         revision=_revision(),
-        time=_dt.datetime.now(_dt.UTC).isoformat(timespec="seconds"),
+        time=_now(),
     )
     _store(record)
     if not quiet:
@@ -186,30 +220,77 @@ def check(
 
 
 def for_chapter(chapter: str, *, profile: str | None = None):
-    """Start a run of ``chapter``: forget its old records for this profile, return a bound :func:`check`.
+    """Start a run of ``chapter`` under ``profile``: log the start, return a :func:`check` bound to both.
 
-    A chapter calls ``check = claims.for_chapter("01_derivation")`` once at the top, so that a check
-    renamed or removed since the last run does not linger in the scorecard.
+    A chapter calls ``check = claims.for_chapter("01_derivation")`` once at the top and
+    ``claims.finish_chapter("01_derivation", started=check.run_started)`` at the end
+    (:mod:`repalign.chapter` does both). Until then the run is listed by :func:`incomplete` and the
+    previous run's records that it has not re-checked stay, marked as such on the scorecard.
+    The returned function's ``run_started`` attribute is the run's start time.
     """
-    if not isinstance(chapter, str) or not chapter.strip():
-        raise ValueError(f"`chapter` must be a non-empty string, got {chapter!r}")
+    chapter = _chapter_name(chapter)
     profile = profiles.current() if profile is None else profiles._check(profile, "`profile`")
-    path = claims_dir() / f"{chapter}.json"
-    if path.exists():
-        _update(path, lambda rows: [r for r in rows if r["profile"] != profile])
+    started = _now()
+    _log_run(chapter, profile, started=started, finished=None)
 
     def check_in_chapter(claim: str, measured, **kwargs) -> Claim:
+        kwargs.setdefault("profile", profile)
         return check(chapter, claim, measured, **kwargs)
 
     check_in_chapter.__doc__ = f"Record a check of chapter {chapter!r}; see repalign.claims.check."
+    check_in_chapter.run_started = started
     return check_in_chapter
 
 
-def _store(record: Claim) -> None:
+def finish_chapter(chapter: str, *, started: str, profile: str | None = None) -> None:
+    """End the run of ``chapter`` begun at ``started`` (:func:`for_chapter`'s ``run_started``): forget
+    this profile's records that the run did not re-check (renamed or removed checks) and log it finished."""
+    chapter = _chapter_name(chapter)
+    profile = profiles.current() if profile is None else profiles._check(profile, "`profile`")
+    if not isinstance(started, str):
+        raise TypeError(f"`started` must be the run's start time from for_chapter (a str), got {started!r}")
+    _update(_directory() / f"{chapter}.json",
+            lambda rows: [r for r in rows if r.get("profile") != profile or r.get("time", "") >= started])
+    _log_run(chapter, profile, started=started, finished=_now())
+
+
+def incomplete(profile: str | None = None, directory: str | Path | None = None) -> dict[str, str]:
+    """``{chapter: start time}`` of the chapters whose last run under ``profile`` started and did not
+    finish (interrupted, or still running). A corrupt run log is skipped with a
+    :class:`CorruptClaimsWarning` naming it."""
+    profile = profiles.current() if profile is None else profiles._check(profile, "`profile`")
+    directory = claims_dir() if directory is None else Path(directory)
+    out = {}
+    for path in sorted(directory.glob("*.runs")):
+        try:
+            rows = _read_rows(path)
+        except ValueError as exc:
+            warnings.warn(str(exc), CorruptClaimsWarning, stacklevel=2)
+            continue
+        for row in rows:
+            if row.get("profile") == profile and row.get("finished") is None:
+                out[path.stem] = str(row.get("started"))
+    return out
+
+
+def _log_run(chapter: str, profile: str, *, started: str, finished: str | None) -> None:
+    entry = {"profile": profile, "started": started, "finished": finished}
+    _update(_directory() / f"{chapter}.runs", lambda rows: [r for r in rows if r.get("profile") != profile] + [entry])
+
+
+def _directory() -> Path:
+    """:func:`claims_dir`, created if missing (ClaimsDirError naming it if it cannot be)."""
     directory = claims_dir()
-    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise not_writable(exc, directory, "the claims directory", "REPALIGN_CLAIMS_DIR", ClaimsDirError) from exc
+    return directory
+
+
+def _store(record: Claim) -> None:
     key = (record.claim, record.profile)
-    _update(directory / f"{record.chapter}.json",
+    _update(_directory() / f"{record.chapter}.json",
             lambda rows: [r for r in rows if (r["claim"], r["profile"]) != key] + [asdict(record)])
 
 
@@ -245,7 +326,17 @@ def _locked(path: Path):
 def _update(path: Path, change) -> None:
     """Replace the records of ``path`` by ``change(records)`` under the lock, atomically (temporary file,
     fsync, rename): concurrent writers never lose or interleave records, and a reader never sees half a
-    file. A corrupt file is moved aside to ``<path>.corrupt`` with a warning naming both paths."""
+    file. A corrupt file is moved aside to ``<path>.corrupt`` with a warning naming both paths. A file
+    that cannot be written raises :class:`ClaimsDirError` naming it."""
+    try:
+        _update_locked(path, change)
+    except ClaimsDirError:
+        raise
+    except OSError as exc:
+        raise not_writable(exc, path, "the claims file", "REPALIGN_CLAIMS_DIR", ClaimsDirError) from exc
+
+
+def _update_locked(path: Path, change) -> None:
     with _locked(path):
         try:
             rows = _read_rows(path)
@@ -286,11 +377,15 @@ def load(directory: str | Path | None = None) -> list[Claim]:
     return out
 
 
-def scorecard_markdown(records: list[Claim], *, compact: bool = False) -> str:
+def scorecard_markdown(records: list[Claim], *, compact: bool = False,
+                       incomplete: dict[str, str] | None = None) -> str:
     """A Markdown table of records (what the scorecard page shows).
 
     ``compact=True`` drops the chapter and profile columns (for a chapter's own summary).
+    ``incomplete`` (from :func:`incomplete`) marks the chapters whose last run did not finish, and
+    their records older than that run as "(previous run)".
     """
+    incomplete = incomplete or {}
     if not records:
         return "*No checks have been recorded yet: execute the chapters first.*"
     head = ["chapter", "claim", "paper", "measured", "tolerance", "verdict", "profile"]
@@ -305,6 +400,11 @@ def scorecard_markdown(records: list[Claim], *, compact: bool = False) -> str:
             "rel": lambda: f"{r.expected:.4g} ± {100 * r.tolerance:.3g} %",
         }[r.relation]()
         verdict = "pass" if r.verdict == "pass" else "**FAIL**"
-        cells = [r.chapter, r.claim, r.paper, f"{r.measured:.4g}", tol, verdict, r.profile]
+        chapter = r.chapter
+        if r.chapter in incomplete:
+            chapter += " (**incomplete run**)"
+            if r.time < incomplete[r.chapter]:
+                verdict += " (previous run)"
+        cells = [chapter, r.claim, r.paper, f"{r.measured:.4g}", tol, verdict, r.profile]
         rows.append(cells[1:-1] if compact else cells)
     return markdown_table(head, rows)

@@ -148,6 +148,9 @@ def plateau_loss(recording: Recording, trial: int = 0, *, settle: float = 1e-3) 
     ``ybar*`` is the mean of the recording's own tracked targets (``settings["target_mean"]``); a
     recording made before that setting existed must come from the default two-point targets.
     """
+    recording = v.instance("recording", recording, Recording, "what repalign.train.train returns",
+                           duck=("loss", "settings"))
+    trial = v.integer("trial", trial, low=-recording.trials, high=recording.trials - 1)
     s = recording.settings
     if "target_mean" in s:
         target = np.asarray(s["target_mean"], float)
@@ -172,6 +175,8 @@ def plateau_epochs(recording: Recording, *, band: float = 0.25) -> np.ndarray:
     ``w`` are still near 0; a loss that merely passes through the band on its way down counts only
     the few epochs it spends there.
     """
+    recording = v.instance("recording", recording, Recording, "what repalign.train.train returns",
+                           duck=("loss", "settings"))
     band = float(v.positive("band", band))
     plateau = recording.settings["dy_target_sq"] / 8
     if plateau <= 0:
@@ -217,6 +222,8 @@ def stop_records(recording: Recording, stop_loss: float) -> np.ndarray:
 
     Returns an int array of shape (trials,).
     """
+    recording = v.instance("recording", recording, Recording, "what repalign.train.train returns",
+                           duck=("loss", "settings"))
     below = recording.loss < stop_loss
     return np.where(below.any(1), below.argmax(1), recording.n_records - 1)
 
@@ -292,6 +299,8 @@ class LayerFits:
 
 def fit_layers(recording: Recording, **fit_kwargs) -> LayerFits:
     """Fit eq. (7) at every layer of a recording made with ``layer="all"`` (or a tuple of layers)."""
+    recording = v.instance("recording", recording, Recording, "what repalign.train.train returns",
+                           duck=("loss", "settings"))
     if recording.dh_sq.ndim != 3:
         raise ValueError("`recording` must hold several layers: train with layer='all'")
     n = recording.dh_sq.shape[-1]
@@ -393,10 +402,16 @@ def _evaluate(models, x, *, layer: int | None, chunk: int) -> list[np.ndarray]:
     in eval mode, in the network's own dtype and on its device, ``chunk`` points at a time."""
     import torch
 
-    x = np.asarray(x)
+    from .networks import _hidden_spec
+
+    x = v.finite_array("x", x, ndim=2)
+    if len(x) == 0:
+        raise ValueError("`x` must hold at least one input row, got shape (0, ...)")
+    chunk = v.integer("chunk", chunk)
     out = []
     with torch.no_grad():
         for m in models:
+            _hidden_spec(layer, m.n_hidden, name="layer")  # the error names `layer`, not forward's `hidden`
             m = m.eval()
             p = next(m.parameters())
             parts = []
@@ -412,7 +427,9 @@ def representations(models, x, layer: int, *, chunk: int = 10000) -> np.ndarray:
 
     The networks run in eval mode, in their own dtype and on their device, ``chunk`` points at a time.
     """
-    return np.stack(_evaluate(models, x, layer=layer, chunk=chunk)).astype(float)
+    return v.finite_output(np.stack(_evaluate(models, x, layer=layer, chunk=chunk)).astype(float),
+                           "the hidden representations",
+                           "rescale `x` (the networks compute in their own dtype, e.g. float32)")
 
 
 def accuracy(models, x, labels, *, chunk: int = 10000) -> np.ndarray:

@@ -27,7 +27,7 @@ from scipy.optimize import least_squares
 from . import _records
 from . import _validate as v
 from .fit import normalised_error
-from .theory.dynamics import eq7
+from .theory.dynamics import SOLVE_MAGNITUDE_LIMIT, eq7
 
 __all__ = ["SYSTEMS", "SystemFit", "fit_system", "system_rhs"]
 
@@ -116,6 +116,8 @@ def fit_system(t, z, system: str, dx_sq: float, dy_target_sq: float, *, starts, 
         raise ValueError(f"`starts` must be pairs of positive finite rates, got {starts.tolist()}")
     dx_sq = float(v.positive("dx_sq", dx_sq))
     dy_target_sq = float(v.non_negative("dy_target_sq", dy_target_sq))
+    for name, value in (("t", t), ("z", z), ("dx_sq", dx_sq), ("dy_target_sq", dy_target_sq), ("starts", starts)):
+        v.at_most(name, value, SOLVE_MAGNITUDE_LIMIT)  # the integrations' own bound: no inf error returned
     if not isinstance(records, (int, np.integer)) or records < 10:
         raise ValueError(f"`records` must be an integer >= 10, got {records!r}")
     idx, _ = _records.subsample(t.size, records)

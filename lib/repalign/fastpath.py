@@ -48,6 +48,7 @@ from collections.abc import Callable
 import numpy as np
 import torch
 
+from ._threads import numba_threads
 from .activations import ACTIVATIONS
 from .models import VARIANTS, BatchedMLP
 from .networks import BatchedConvNet, input_gradient
@@ -55,8 +56,8 @@ from .reference import ADAM
 from .reference import loss as _loss
 from .reference import minibatches as _minibatches
 
-__all__ = ["DERIVATIVES", "BACKENDS", "ENGINES", "FAST_OPTIMIZERS", "supports", "trials_together", "default_backend", "select_engine",
-           "run_sgd_full_batch", "run_sgd_minibatch", "DropoutMasks"]
+__all__ = ["DERIVATIVES", "BACKENDS", "ENGINES", "FAST_OPTIMIZERS", "supports", "trials_together", "default_backend",
+           "select_engine", "run_sgd_full_batch", "run_sgd_minibatch", "DropoutMasks"]
 
 #: The fast path's back ends: the compiled CPU kernel and the fused torch operations.
 BACKENDS = ("kernel", "fused")
@@ -218,7 +219,14 @@ def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
     outs = np.empty((T, epochs + 1) + y.shape, dtype)
     dh = np.empty((T, epochs + 1, len(rec)), dtype)
     code = _kernel.ACTIVATION_CODES[model.activation]
-    _kernel.set_threads(T, torch.get_num_threads())
+    with numba_threads(min(T, torch.get_num_threads())):  # one per trial at most; restored afterwards
+        return _kernel_loop(Ws, bs, x, y, code, model.skip, dtype.type(lr), epochs, rec, outs, dh, spec=spec,
+                            recorder=recorder, rows=rows, bar=bar, stop=stop)
+
+
+def _kernel_loop(Ws, bs, x, y, code, skip, lr, epochs, rec, outs, dh, *, spec, recorder, rows, bar, stop):
+    from . import _kernel
+
     i, j = recorder.i, recorder.j
     done = 0  # records already handed to the recorder
 
@@ -231,14 +239,14 @@ def _run_kernel(model, *, X, Y, spec, lr, epochs, recorder, rows, bar, stop):
     start = 0
     while start < epochs:
         end = min(start + KERNEL_CHUNK, epochs)
-        _kernel.run(Ws, bs, x, y, code, model.skip, dtype.type(lr), start, end, False, i, j, rec, outs, dh)
+        _kernel.run(Ws, bs, x, y, code, skip, lr, start, end, False, i, j, rec, outs, dh)
         bar.update(end - start)
         start = end
         if stop is not None and start < epochs:
             flush(end)  # the stop rule reads the recorded loss
             if stop(end - 1):
                 break
-    _kernel.run(Ws, bs, x, y, code, model.skip, dtype.type(lr), start, start, True, i, j, rec, outs, dh)
+    _kernel.run(Ws, bs, x, y, code, skip, lr, start, start, True, i, j, rec, outs, dh)
     flush(start + 1)
     return start
 

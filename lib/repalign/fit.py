@@ -128,7 +128,8 @@ def normalised_error(measured, predicted) -> float:
         )
     m = measured.reshape(measured.shape[0], -1)
     p = predicted.reshape(m.shape)
-    return float(np.mean(np.sqrt(np.mean((p - m) ** 2, axis=0)) / _records.scales(m)))
+    return float(v.finite_output(np.mean(np.sqrt(np.mean((p - m) ** 2, axis=0)) / _records.scales(m)),
+                                 "the normalised error", "rescale `measured` and `predicted`"))
 
 
 def fit_rates(
@@ -197,6 +198,7 @@ def fit_rates(
     t, z = _records.validate(t, z)
     dx_sq = float(v.positive("dx_sq", dx_sq))
     dy_target_sq = float(v.non_negative("dy_target_sq", dy_target_sq))
+    rtol, atol = v.tolerance("rtol", rtol), v.tolerance("atol", atol)
     lo, hi, grid = _search_grid(z, tau_h_over_tau_y_bounds, grid_per_decade, search_records)
     z0 = _realisable(z[0], dy_target_sq)
     estimate = _fit_search.tau_h_over_tau_y_from_conserved_quantity(z, dx_sq)
@@ -239,6 +241,10 @@ def fit_recording(recording, *, layer_index: int | None = None, **kwargs) -> lis
     >>> [f.error < 0.1 for f in fit_recording(rec)]
     [True, True]
     """
+    from .recording import Recording
+
+    recording = v.instance("recording", recording, Recording, "what repalign.train.train returns",
+                           duck=("loss", "settings"))
     z = recording.z
     if z.ndim == 4:
         if layer_index is None:

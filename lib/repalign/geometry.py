@@ -165,7 +165,9 @@ def upper_entries(m, groups=None, *, between_groups: bool = False) -> np.ndarray
     >>> upper_entries(np.arange(9).reshape(3, 3), [0, 0, 1], between_groups=True).tolist()
     [2, 5]
     """
-    m = np.asarray(m)
+    m = np.asarray(m)  # its own dtype: integer matrices give integer entries
+    if m.dtype.kind in "fc" and not np.isfinite(m).all():
+        raise ValueError("`m` must be finite (no NaN or inf)")
     if m.ndim != 2 or m.shape[0] != m.shape[1]:
         raise ValueError(f"`m` must be a square matrix, got shape {m.shape}")
     i, j = np.triu_indices(m.shape[0], 1)

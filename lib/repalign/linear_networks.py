@@ -117,6 +117,8 @@ def io_modes(x, y, *, sigma_xx=None, rtol: float = 1e-10) -> Modes:
         sxx = v.finite_array("sigma_xx", sigma_xx, shape=(d, d))
         if not np.allclose(sxx, sxx.T, atol=1e-12):
             raise ValueError("`sigma_xx` must be symmetric")
+    v.finite_output(sxy, "the input-output correlation", "rescale `x` and `y`")
+    v.finite_output(sxx, "the input correlation", "rescale `x`")
     u, s, vt = np.linalg.svd(sxy, full_matrices=False)
     if s.size == 0 or s[0] == 0:
         raise ValueError("`y` is uncorrelated with `x` (Sigma_yx = 0): there are no modes to learn")
@@ -124,6 +126,11 @@ def io_modes(x, y, *, sigma_xx=None, rtol: float = 1e-10) -> Modes:
     for arr in (sxy, sxx):
         arr.flags.writeable = False
     return Modes(sxy, sxx, u[:, keep], s[keep], vt[keep].T, bool(np.allclose(sxx, np.eye(d), atol=1e-10)))
+
+
+#: Deepest chain :func:`mode_strength` and :func:`time_to_learn` take (bounded work; the balanced
+#: chain's integrand is stiff as ``a ** (1 - 2 / depth)`` for large depths).
+MAX_DEPTH = 1000
 
 
 def _scalars(s, a0, tau, lam, depth):
@@ -205,11 +212,18 @@ def mode_strength(t, *, s: float, a0: float, depth: int = 2, lam: float = 0.0, t
     >>> round(float(mode_strength(50.0, s=1.0, a0=1e-3)), 6)
     1.0
     """
-    depth = v.integer("depth", depth, meaning="the number of weight matrices")
+    depth = v.integer("depth", depth, high=MAX_DEPTH, meaning="the number of weight matrices")
     s, a0, tau, lam = _scalars(s, a0, tau, lam, depth)
     t = v.finite_array("t", t)
     if np.any(t < 0):
         raise ValueError("`t` must be >= 0 (times since the start of training)")
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        out = _mode_strength(t, s, a0, depth, lam, tau)
+    return v.finite_output(out, "the mode strength", "lower `a0` or `s`")
+
+
+def _mode_strength(t, s, a0, depth, lam, tau):
+    """:func:`mode_strength` after validation (the closed forms and the depth >= 3 integration)."""
     if depth == 1:
         e = np.exp(-t / tau)
         return s * (1 - e) + a0 * e
@@ -263,7 +277,7 @@ def time_to_learn(*, s: float, a0: float, depth: int = 2, fraction: float = 0.5,
     >>> round(time_to_learn(s=1.0, a0=1e-3), 4)  # ln(999) / 2
     3.4534
     """
-    depth = v.integer("depth", depth, meaning="the number of weight matrices")
+    depth = v.integer("depth", depth, high=MAX_DEPTH, meaning="the number of weight matrices")
     s, a0, tau, lam = _scalars(s, a0, tau, lam, depth)
     fraction = float(v.finite_array("fraction", fraction))
     if not (a0 / s < fraction < 1):
@@ -320,7 +334,8 @@ def effective_initial_strength(w1, w2, modes: Modes) -> np.ndarray:
     if w1.shape[1] != modes.v.shape[0] or w2.shape[0] != modes.u.shape[0]:
         raise ValueError(f"`w1` and `w2` must map input_dim={modes.v.shape[0]} to output_dim={modes.u.shape[0]}, "
                          f"got shapes {w1.shape} and {w2.shape}")
-    return np.sum((w1 @ modes.v + w2.T @ modes.u) ** 2, axis=0) / 4
+    return v.finite_output(np.sum((w1 @ modes.v + w2.T @ modes.u) ** 2, axis=0) / 4,
+                           "the effective strength", "rescale `w1` and `w2`")
 
 
 def decoupled_init(modes: Modes, *, a0, lam: float = 0.0, hidden: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -364,7 +379,9 @@ def decoupled_init(modes: Modes, *, a0, lam: float = 0.0, hidden: int, seed: int
     d = np.sqrt((np.sqrt(lam**2 + 4 * a0**2) - lam) / 2)
     c = np.sqrt(d**2 + lam)
     r, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((hidden, modes.rank)))
-    return r @ np.diag(d) @ modes.v.T, modes.u @ np.diag(c) @ r.T
+    w1, w2 = r @ np.diag(d) @ modes.v.T, modes.u @ np.diag(c) @ r.T
+    return v.finite_output(w1, "the initial weights", "lower `a0`"), v.finite_output(w2, "the initial weights",
+                                                                                     "lower `a0`")
 
 
 def imbalance(w1, w2) -> np.ndarray:
@@ -374,7 +391,7 @@ def imbalance(w1, w2) -> np.ndarray:
     network. Raises ``ValueError`` for weights whose shapes do not fit.
     """
     w1, w2 = _weights(w1, w2)
-    return w2.T @ w2 - w1 @ w1.T
+    return v.finite_output(w2.T @ w2 - w1 @ w1.T, "the imbalance", "rescale `w1` and `w2`")
 
 
 def pair_quantities(modes: Modes, strengths, x_i, x_j, *, lam: float = 0.0) -> np.ndarray:
@@ -494,6 +511,9 @@ def gated_gradient_descent(x, y, w1, w2, *, gates=None, lr: float, epochs: int) 
         maps[k] = [b @ a for a, b in zip(w1s, w2s)]
         err = y - np.einsum("poi,ni,pn->no", maps[k], x, g)  # (n, output_dim)
         loss[k] = 0.5 * np.mean(np.sum(err**2, axis=1))
+        if not np.isfinite(loss[k]):
+            raise ValueError(f"gated gradient descent diverged at epoch {k} (loss {loss[k]}): lower `lr` "
+                             f"(got {lr:g}) or rescale `x`, `y`, `w1`, `w2`")
         if k == epochs:
             break
         for p in range(n_paths):

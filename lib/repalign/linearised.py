@@ -69,7 +69,9 @@ class LinearisedState:
         return cls(flat[:n_h].reshape(shape_h), flat[n_h : n_h + n_y].reshape(shape_y), flat[n_h + n_y :])
 
 
-def _check(state: LinearisedState, data: TwoPoints) -> None:
+def _check(state: LinearisedState, data: TwoPoints, name: str = "state") -> None:
+    v.instance(name, state, LinearisedState, "e.g. from aligned_init")
+    v.instance("data", data, TwoPoints, "the two points")
     n_hidden, n_in = state.d_h.shape
     if n_in != data.x1.size:
         raise ValueError(f"`d_h` must have {data.x1.size} columns (the input dimension), got {n_in}")
@@ -87,6 +89,7 @@ def gradients(state: LinearisedState, data: TwoPoints) -> LinearisedState:
     the first two with a factor 1/2 instead of 1/4 (its last step drops the 1/2 of the average over
     the two points); see :func:`velocity`.
     """
+    _check(state, data)
     dh = state.d_h @ data.dx
     err = state.d_y @ dh - data.dy_target  # dy - (y2 - y1)
     return LinearisedState(
@@ -132,7 +135,7 @@ def flow(
     Returns the states at the times ``t`` (the first is ``state0``). The rates are keyword-only, in
     the order of :mod:`repalign.theory`.
     """
-    _check(state0, data)
+    _check(state0, data, "state0")
     rates = {n: float(v.positive(n, r)) for n, r in (("rate_h", rate_h), ("rate_y", rate_y), ("rate_ybar", rate_ybar))}
     t = v.times("t", t)
     shape_h, shape_y = state0.d_h.shape, state0.d_y.shape
@@ -179,6 +182,7 @@ def aligned_init(
     is exact. With ``aligned=False`` all entries are i.i.d. Gaussian and the condition fails.
     Entries have standard deviation ``scale / sqrt(fan_in)``.
     """
+    v.instance("data", data, TwoPoints, "the two points")
     if not isinstance(n_hidden, (int, np.integer)) or n_hidden < 1:
         raise ValueError(f"`n_hidden` must be a positive integer, got {n_hidden!r}")
     scale = float(v.positive("scale", scale))

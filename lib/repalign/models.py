@@ -61,6 +61,7 @@ __all__ = [
     "build_batched",
     "n_hidden",
     "default_hidden_layer",
+    "check_convention",
     "xavier_normal_",
     "DROPOUT_P",
     "CONV_CHANNELS",
@@ -309,6 +310,11 @@ def default_hidden_layer(arch: Architecture, *, convention: str = "paper") -> in
     3
     """
     arch = _check_arch(arch)
-    if convention not in CONVENTIONS:
+    return VARIANTS[arch.variant].default_layer(arch.hidden_layers, check_convention(convention))
+
+
+def check_convention(convention) -> str:
+    """``convention`` if it is one of :data:`CONVENTIONS`, else a ValueError naming it."""
+    if not isinstance(convention, str) or convention not in CONVENTIONS:
         raise ValueError(f"`convention` must be one of {', '.join(CONVENTIONS)}; got {convention!r}")
-    return VARIANTS[arch.variant].default_layer(arch.hidden_layers, convention)
+    return convention

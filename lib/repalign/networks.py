@@ -60,6 +60,23 @@ def _hidden_spec(hidden, n: int, *, name: str = "hidden"):
     return k
 
 
+def _check_x(x, *, input_dim: int, dtype: torch.dtype, trials: int | None = None) -> None:
+    """Raise if ``x`` is not what ``forward`` takes: a tensor of the model's dtype, of shape
+    (batch, input_dim), or (trials, batch, input_dim) for a batched model; the errors name ``x`` and
+    the expected shape instead of surfacing as torch's matmul or dtype errors."""
+    shape = f"(batch, {input_dim})" + ("" if trials is None else f" or ({trials}, batch, {input_dim})")
+    if not isinstance(x, torch.Tensor):
+        raise TypeError(f"`x` must be a torch.Tensor of shape {shape}, got {type(x).__name__}")
+    if x.dim() not in ((2,) if trials is None else (2, 3)):
+        raise ValueError(f"`x` must have shape {shape} (input_dim = {input_dim}), got shape {tuple(x.shape)}")
+    if x.shape[-1] != input_dim:
+        raise ValueError(f"`x` must have {input_dim} column(s), the model's input_dim; got shape {tuple(x.shape)}")
+    if trials is not None and x.dim() == 3 and x.shape[0] != trials:
+        raise ValueError(f"`x` must have shape {shape} (the model has {trials} trials), got shape {tuple(x.shape)}")
+    if x.dtype != dtype:
+        raise ValueError(f"`x` must have the model's dtype {dtype}, got {x.dtype}; convert it with x.to({dtype})")
+
+
 def _pick(hs: list, hidden):
     if hidden is None:
         return None
@@ -161,6 +178,8 @@ class MLP(nn.Module):
     def forward(self, x: torch.Tensor, *, hidden=None):
         """``(output, h)``: output (batch, output_dim); ``h`` as described in the module docstring."""
         hidden = _hidden_spec(hidden, self.n_hidden)
+        first = self.linears[0].weight
+        _check_x(x, input_dim=first.shape[1], dtype=first.dtype)
         hs: list[torch.Tensor] = []
         a = x
         for i, lin in enumerate(self.linears[:-1]):
@@ -231,6 +250,7 @@ class ConvNet(nn.Module):
 
     def forward(self, x: torch.Tensor, *, hidden=None):
         hidden = _hidden_spec(hidden, self.n_hidden)
+        _check_x(x, input_dim=self.lift.weight.shape[1], dtype=self.lift.weight.dtype)
         a = self._act(self.lift(x)).unsqueeze(1)  # (batch, 1 channel, width)
         hs = [a.flatten(1)]
         for conv in self.convs:
@@ -306,6 +326,8 @@ class BatchedMLP(nn.Module):
         (T, batch, width), a list of those, or ``None``.
         """
         hidden = _hidden_spec(hidden, self.n_hidden)
+        w0 = self.weights[0]
+        _check_x(x, input_dim=w0.shape[1], dtype=w0.dtype, trials=self.trials)
         if self.training and self.dropout > 0:
             raise RuntimeError("BatchedMLP draws no dropout masks: evaluate it in eval mode (`.eval()`) and "
                                "train dropout trials with repalign.train.train")

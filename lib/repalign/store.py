@@ -60,7 +60,7 @@ from typing import Any
 
 import numpy as np
 
-from ._validate import results_dir
+from ._validate import not_writable, results_dir
 
 __all__ = ["ENV_VAR", "StoreError", "CorruptResultWarning", "Experiment", "EXPERIMENTS", "register", "experiment",
            "Task", "Result", "Store", "default_root", "cached", "describe", "machine_provenance", "run_timed"]
@@ -430,8 +430,7 @@ def _atomic_write(path: Path, data: bytes) -> None:
         finally:
             os.close(dfd)
     except OSError as exc:
-        raise StoreError(exc.errno, f"cannot write the result store at {path}: {exc.strerror or exc} "
-                         f"(set ${ENV_VAR} to a writable directory with free space)", str(path)) from exc
+        raise not_writable(exc, path, "the result store", ENV_VAR, StoreError, " with free space") from exc
     finally:
         if tmp is not None:
             try:

@@ -52,8 +52,17 @@ from tqdm.auto import tqdm
 
 from . import _validate as v
 from . import fastpath, reference
+from ._threads import torch_threads, train_threads
 from .fastpath import ENGINES
-from .models import VARIANTS, _check_arch, build, build_batched, default_hidden_layer, n_hidden
+from .models import (
+    VARIANTS,
+    _check_arch,
+    build,
+    build_batched,
+    check_convention,
+    default_hidden_layer,
+    n_hidden,
+)
 from .networks import _hidden_spec
 from .profiles import Architecture
 from .recording import Recorder, Recording
@@ -151,6 +160,7 @@ def train(
     progress: bool = True,
     stop_loss: float | None = None,
     init=None,
+    threads: int | None = None,
 ) -> Recording:
     """Train ``trials`` independent networks of ``arch`` on ``(x, y)`` and record every epoch.
 
@@ -202,6 +212,12 @@ def train(
         ``Recording.settings["engine"]`` says which of ``"kernel"``, ``"fused"``, ``"reference"`` ran.
     keep_models : bool, keyword-only
         Return the trained networks in ``Recording.models``.
+    threads : int, optional, keyword-only
+        CPU threads for this call (at most the available cores). Default: chosen by
+        :func:`repalign._threads.train_threads` -- one torch thread for small problems on the fused and
+        reference paths (spinning threads made them 16-25x slower next to a busy process), else
+        torch's setting; the kernel uses one thread per trial up to that. Torch's and numba's thread
+        settings are restored when the call returns.
     progress : bool, keyword-only
         Show a tqdm progress bar.
     stop_loss : float, optional, keyword-only
@@ -265,8 +281,11 @@ def train(
                         s.pair, s.dtype, s.device)
     run = _train_batched if s.batched else _train_looped
     runs = -(-len(s.seeds) // _group_size(s, engine)) if s.batched else len(s.seeds)  # models trained in turn
-    with tqdm(total=s.epochs * runs, disable=not progress, mininterval=0.5,
-              desc=f"{s.arch.name} ({len(s.seeds)} trial{'s' * (len(s.seeds) > 1)})") as bar:
+    rows = (s.batch_size or s.X.shape[0]) * (len(s.seeds) if s.batched else 1)
+    threads = None if threads is None else _check_int("threads", threads, 1)
+    bar = tqdm(total=s.epochs * runs, disable=not progress, mininterval=0.5,
+               desc=f"{s.arch.name} ({len(s.seeds)} trial{'s' * (len(s.seeds) > 1)})")
+    with torch_threads(train_threads(engine, rows, threads, s.device)), bar:
         try:
             trained, models = run(s, engine, recorder, bar, keep_models)
         except _NonFinite as stop:
@@ -343,6 +362,7 @@ def _setup(arch, x, y, *, layer, convention, trials, seed, seeds, lr, epochs, op
         raise ValueError(f"`dtype` must be 'float32' or 'float64', got {dtype!r}")
     tdtype, dev = _DTYPES[dtype], _device(device)
     n_layers_total = n_hidden(arch)
+    convention = check_convention(convention)  # checked even when `layer` makes it moot: it is recorded
     if layer is None:
         layer = default_hidden_layer(arch, convention=convention)
     spec = _hidden_spec(layer, n_layers_total, name="layer")

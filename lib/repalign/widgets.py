@@ -117,15 +117,24 @@ def gain_figure(gain: float = 1.0, *, tau_y_over_tau_h: float | None = None, see
     """Train the default network (as the profile runs it) at initial ``gain`` and draw the loss and
     ``||dh||^2`` against epochs: the plateau at ||Δy||²/8 and, with ``tau_y_over_tau_h`` (``tau_y/tau_h``), the
     final distance eq. (10) predicts from the run's own initial values. About a second in the quick profile.
+
+    A run that diverges (:class:`repalign.train.TrainingDiverged`) is drawn up to its last finite record,
+    with the epoch and loss of the divergence and the fix written on both panels and in the title
+    (no prediction is drawn then); the figure's ``diverged`` attribute holds the exception, else None.
     """
     from dataclasses import replace
 
-    from .train import train
+    from .train import TrainingDiverged, train
 
     arch = replace(profiles.architecture("default", profile), gain=float(v.positive("gain", gain)),
                    lr=gain_lr(gain, profile))
+    if tau_y_over_tau_h is not None:
+        rate_y = 1.0 / float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
     d = data.two_point()
-    rec = train(arch, d.x, d.y, seeds=(seed,), epochs=epochs, progress=False)
+    try:
+        rec, diverged = train(arch, d.x, d.y, seeds=(seed,), epochs=epochs, progress=False), None
+    except TrainingDiverged as err:
+        rec, diverged = err.recording, err
     if fig is None:
         fig = plt.figure(figsize=(9.0, 2.9))
     fig.clear()
@@ -136,8 +145,14 @@ def gain_figure(gain: float = 1.0, *, tau_y_over_tau_h: float | None = None, see
     ax_loss.legend()
     plots.trajectory(t, rec.dh_sq[0], "dh_sq", kind="network", ax=ax_dh)
     title = f"gain {arch.gain:.3g}, η = {arch.lr:.3g}"
-    if tau_y_over_tau_h is not None:
-        rate_y = 1.0 / float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
+    if diverged is not None:
+        note = (f"training diverged at epoch {diverged.epoch} (loss {diverged.loss:.3g}):\n"
+                f"lower the gain or the learning rate")
+        title += f" (diverged at epoch {diverged.epoch})"
+        for ax in (ax_loss, ax_dh):
+            ax.text(0.5, 0.5, note, transform=ax.transAxes, ha="center", va="center", fontsize=9,
+                    color=plots.COLORS["accent"], bbox={"facecolor": "white", "alpha": 0.8, "edgecolor": "none"})
+    elif tau_y_over_tau_h is not None:
         pred = theory.final_distance(rec.dh_sq[0, 0], rec.dy_sq[0, 0], rate_h=1.0, rate_y=rate_y, dx_sq=d.dx_sq,
                                      dy_target_sq=d.dy_target_sq)
         ax_dh.axhline(float(pred.distance), color=plots.COLORS["reference"], lw=1.0, ls="--", label="eq. (10)")
@@ -146,8 +161,9 @@ def gain_figure(gain: float = 1.0, *, tau_y_over_tau_h: float | None = None, see
     ax_dh.set(xlabel=plots.LABELS["time"], ylabel=plots.LABELS["dh_sq"], ylim=(0, None))
     for ax in (ax_loss, ax_dh):
         ax.set_xscale("symlog", linthresh=10.0)
-        ax.set_xlim(0, float(t[-1]))
+        ax.set_xlim(0, max(float(t[-1]), 1.0))  # a run that diverged at once has the single record 0
     fig.suptitle(title, fontsize=9)
+    fig.diverged = diverged
     return fig
 
 

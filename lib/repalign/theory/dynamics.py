@@ -149,7 +149,8 @@ def rhs(t: float, z, *, rate_h: float, rate_y: float, dx_sq: float, dy_target_sq
     array([-0.5   , -0.625 , -1.3125])
     """
     z = _state("z", z)
-    return _rhs(t, z, *_params(rate_h, rate_y, dx_sq, dy_target_sq))
+    return v.finite_output(_rhs(t, z, *_params(rate_h, rate_y, dx_sq, dy_target_sq)), "eq. (7) at `z`",
+                           "rescale `z` or the rates")
 
 
 def jacobian(z, *, rate_h: float, rate_y: float, dx_sq: float, dy_target_sq: float) -> np.ndarray:
@@ -160,7 +161,8 @@ def jacobian(z, *, rate_h: float, rate_y: float, dx_sq: float, dy_target_sq: flo
     reduced 2-D Jacobian, the paper's eq. (29). Parameters as in :func:`rhs`.
     """
     z = _state("z", z)
-    return _jacobian(0.0, z, *_params(rate_h, rate_y, dx_sq, dy_target_sq))
+    return v.finite_output(_jacobian(0.0, z, *_params(rate_h, rate_y, dx_sq, dy_target_sq)),
+                           "the Jacobian at `z`", "rescale `z` or the rates")
 
 
 SOLVE_MAGNITUDE_LIMIT = 1e15

@@ -89,4 +89,5 @@ def sample_final_distance(n: int, *, rate_h, rate_y, dx_sq, dy_target_sq, init_s
     r_h, r_y = rng.normal(init_scale, init_scale, size=(2, n))
     a_high = dx_sq * (r_h - (rate_h / rate_y) * r_y)
     a_low = np.sqrt((rate_h / rate_y) * dx_sq * dy_target_sq)
-    return _stable_root(a_high, a_low)
+    return v.finite_output(_stable_root(a_high, a_low), "the sampled final distances",
+                           "lower `init_scale` or the rates")
