@@ -36,7 +36,8 @@ import numpy as np
 from . import data, experiments, fit, profiles, train
 from .store import Task, register
 
-__all__ = ["CHAPTERS", "chapter_tasks", "plan", "two_point_task", "grid_cell_task", "depth_task", "two_point_run"]
+__all__ = ["CHAPTERS", "chapter_tasks", "plan", "two_point_task", "grid_cell_task", "depth_task", "two_point_run",
+           "depth_architecture", "layer_fits"]
 
 
 def _seeds(spec: Mapping[str, Any]) -> list[int]:
@@ -126,7 +127,7 @@ def _grid_cell(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
 @_one_torch_thread
 def _depth(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     seeds = _seeds(spec)
-    arch = replace(profiles.TABLE1[spec["name"]], width=spec["width"], lr=spec["lr"], epochs=spec["epochs"])
+    arch = depth_architecture(spec)
     d = data.two_point()
     rec = train.train(arch, d.x, d.y, trials=len(seeds), seed=seeds[0], layer="all", dtype=spec["dtype"],
                       device=spec["device"], progress=False)
@@ -134,6 +135,24 @@ def _depth(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {"seeds": np.array(rec.seeds), "epochs": rec.epochs, "dh_sq": rec.dh_sq, "dy_sq": rec.dy_sq, "w": rec.w,
             "loss": rec.loss, "layers": layers.layers, "error": layers.error, "rate_h": layers.rate_h,
             "rate_y": layers.rate_y, "success": layers.success, "dh_sq0": layers.dh_sq0}
+
+
+def depth_architecture(spec: Mapping[str, Any]) -> profiles.Architecture:
+    """The network a ``depth`` task trains: Table 1 row ``spec["name"]`` at the spec's width, lr and epochs."""
+    if spec.get("name") not in profiles.TABLE1:
+        raise ValueError(f"`name` must be one of {', '.join(profiles.TABLE1)}; got {spec.get('name')!r}")
+    return replace(profiles.TABLE1[spec["name"]], width=int(spec["width"]), lr=float(spec["lr"]),
+                   epochs=int(spec["epochs"]))
+
+
+def layer_fits(result) -> experiments.LayerFits:
+    """The :class:`repalign.experiments.LayerFits` of a stored ``depth`` result, as
+    :func:`~repalign.experiments.fit_layers` returned it."""
+    if result.task.experiment != "depth":
+        raise ValueError(f"`result` must be of a depth task, got {result.task.experiment!r}")
+    a = result.arrays
+    return experiments.LayerFits(a["layers"], a["error"], a["rate_h"], a["rate_y"], a["success"].astype(bool),
+                                 a["dh_sq0"])
 
 
 # --- task constructors ------------------------------------------------------------------------------------
@@ -164,6 +183,8 @@ def grid_cell_task(name: str, dx_sq: float, dy_target_sq: float, *, profile: str
 def depth_task(name: str, *, profile: str, width: int, lr: float, epochs: int, seed: int = 0, trials: int = 1,
                dtype: str = "float32", device: str = "cpu") -> Task:
     """Chapter 7's run: Table 1 row ``name`` at ``width``, ``lr``, ``epochs``, every hidden layer recorded."""
+    if name not in profiles.TABLE1:
+        raise ValueError(f"`name` must be one of {', '.join(profiles.TABLE1)}; got {name!r}")
     return Task("depth", {"name": name, "width": int(width), "lr": float(lr), "epochs": int(epochs),
                           **_common(profile, seed, trials, dtype, device)})
 
