@@ -18,6 +18,9 @@ computation), so a stored task holds exactly the numbers the chapter computes; t
     The default network with every hidden layer recorded and eq. (7) fitted per layer
     (:func:`repalign.experiments.fit_layers`).
 
+Chapter 3's tasks grouped by role: :func:`rich_lazy_tasks`; :data:`CHAPTERS` lists each chapter's
+tasks flat.
+
 >>> [t.label() for t in chapter_tasks("07_depth", "quick")]
 ['depth(name=default, width=100, lr=0.05, epochs=3000, seeds=[0, 1, 2], dtype=float32, device=cpu)']
 """
@@ -37,7 +40,7 @@ from . import data, experiments, fit, profiles, train
 from .store import Task, register
 
 __all__ = ["CHAPTERS", "chapter_tasks", "plan", "two_point_task", "grid_cell_task", "depth_task", "two_point_run",
-           "depth_architecture", "layer_fits"]
+           "depth_architecture", "layer_fits", "rich_lazy_tasks", "distance_grid"]
 
 
 def _seeds(spec: Mapping[str, Any]) -> list[int]:
@@ -114,13 +117,24 @@ def two_point_run(result) -> experiments.TwoPointRun:
 def _grid_cell(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     seeds = _seeds(spec)
     arch = profiles.architecture(spec["name"], spec["profile"])
-    d = data.two_point(spec["dx_sq"], spec["dy_target_sq"])
-    rec = train.train(arch, d.x, d.y, seeds=seeds, lr=spec["lr"], epochs=spec["epochs"], stop_loss=spec["stop_loss"],
-                      dtype=spec["dtype"], device=spec["device"], progress=False)
-    index = experiments.stop_records(rec, spec["stop_loss"])
-    return {"seeds": np.array(rec.seeds), "measured": rec.dh_sq[np.arange(len(seeds)), index],
-            "dh_sq0": rec.dh_sq[:, 0], "dy_sq0": rec.dy_sq[:, 0], "final_loss": rec.loss[:, -1],
-            "epochs_trained": np.asarray(rec.settings["epochs_trained"])}
+    return experiments.grid_cell(arch, spec["dx_sq"], spec["dy_target_sq"], seeds=seeds, lr=spec["lr"],
+                                 epochs=spec["epochs"], stop_loss=spec["stop_loss"], dtype=spec["dtype"],
+                                 device=spec["device"], progress=False)
+
+
+def distance_grid(results, tau_y_over_tau_h: float, *, drop_loss: float = 1e-3) -> experiments.DistanceGrid:
+    """The :class:`repalign.experiments.DistanceGrid` of stored ``grid_cell`` results of one architecture
+    (:func:`repalign.experiments.grid_from_cells`; ``seconds`` is the cells' summed wall time), as
+    :func:`~repalign.experiments.distance_grid` returns it for the same cells in the same order."""
+    results = list(results)
+    if not results or any(r.task.experiment != "grid_cell" for r in results):
+        raise ValueError("`results` must be a non-empty list of grid_cell results")
+    names = {r.task.spec["name"] for r in results}
+    if len(names) != 1:
+        raise ValueError(f"`results` must be cells of one architecture, got {sorted(names)}")
+    cells = [(r.task.spec["dx_sq"], r.task.spec["dy_target_sq"], r.arrays) for r in results]
+    seconds = float(sum(r.provenance.get("wall_seconds", np.nan) for r in results))
+    return experiments.grid_from_cells(names.pop(), tau_y_over_tau_h, cells, drop_loss=drop_loss, seconds=seconds)
 
 
 @register("depth", version=1, chapter="07_depth")
@@ -201,19 +215,31 @@ def _universal(profile, dtype, device):
     return out
 
 
-def _rich_lazy(profile, dtype, device):
+def rich_lazy_tasks(profile: str | None = None, *, dtype: str = "float32",
+                    device: str = "cpu") -> dict[str, Any]:
+    """Chapter 3's tasks by role: ``{"gain": [two_point task per Fig. 3 row], "rates": {name: two_point
+    task}, "grid": {name: [grid_cell task per cell, dx_sq outer, dy_target_sq inner]}}`` (names: the Fig. 5
+    architectures)."""
     cfg = profiles.settings("rich_lazy", profile)
-    seed = cfg["seed"]
-    out = [two_point_task(name, profile=profile, seed=seed, trials=cfg["gain_trials"], dtype=dtype, device=device)
-           for name in cfg["gain_rows"]]
+    profile, seed = cfg["profile"], cfg["seed"]
+    out = {"gain": [two_point_task(name, profile=profile, seed=seed, trials=cfg["gain_trials"], dtype=dtype,
+                                   device=device) for name in cfg["gain_rows"]], "rates": {}, "grid": {}}
     for name in cfg["fig5_architectures"]:
-        out.append(two_point_task(name, profile=profile, seed=seed, trials=cfg["rate_trials"], dtype=dtype,
-                                  device=device))
+        out["rates"][name] = two_point_task(name, profile=profile, seed=seed, trials=cfg["rate_trials"], dtype=dtype,
+                                            device=device)
         arch = profiles.architecture(name, profile)
-        seeds = range(seed + 1000, seed + 1000 + cfg["grid_seeds"])
-        out += [grid_cell_task(name, a, b, profile=profile, seeds=seeds, lr=cfg["grid_lr_factor"] * arch.lr,
-                               epochs=cfg["grid_epochs"], stop_loss=cfg["stop_loss"], dtype=dtype, device=device)
-                for a in cfg["grid_dx_sq"] for b in cfg["grid_dy_sq"]]
+        seeds, lr = range(seed + 1000, seed + 1000 + cfg["grid_seeds"]), cfg["grid_lr_factor"] * arch.lr
+        out["grid"][name] = [grid_cell_task(name, a, b, profile=profile, seeds=seeds, lr=lr, epochs=cfg["grid_epochs"],
+                                            stop_loss=cfg["stop_loss"], dtype=dtype, device=device)
+                             for a in cfg["grid_dx_sq"] for b in cfg["grid_dy_sq"]]
+    return out
+
+
+def _rich_lazy(profile, dtype, device):
+    groups = rich_lazy_tasks(profile, dtype=dtype, device=device)
+    out = list(groups["gain"])
+    for name, rate in groups["rates"].items():
+        out += [rate, *groups["grid"][name]]
     return out
 
 
