@@ -25,7 +25,7 @@ from .train import Recording, train
 
 __all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "plateau_epochs", "summary_markdown", "DistanceGrid",
            "stop_records", "grid_cell", "grid_from_cells", "distance_grid", "LayerFits", "fit_layers", "PairwiseRun",
-           "pairwise_distances", "run_pairwise", "BlobRun", "run_blobs",
+           "pairwise_distances", "pairwise_training", "pairwise_run", "run_pairwise", "BlobRun", "run_blobs",
            "representations", "sorted_first", "weighted_predictions"]
 
 
@@ -389,19 +389,29 @@ class PairwiseRun:
         return np.linalg.norm(m - p, axis=1) / np.linalg.norm(p, axis=1)
 
 
-def run_pairwise(name: str, arch: Architecture, x, y, *, tau_y_over_tau_h: float, seeds, layer: int | None = None,
-                 progress: bool = False, **train_kwargs) -> PairwiseRun:
-    """Train ``arch`` on all of ``(x, y)`` (full batch) and compare every pair's final hidden distance
-    with eq. (10) (the XOR experiment of Sec. 4.4).
+def pairwise_training(arch: Architecture, x, y, *, seeds, layer: int | None = None, progress: bool = False,
+                      **train_kwargs) -> tuple[dict[str, np.ndarray], dict]:
+    """Train ``arch`` on all of ``(x, y)`` (full batch) and return the squared distances between the
+    representations of every pair of points, before and after training: what :func:`pairwise_run`
+    compares with eq. (10).
 
     ``layer`` defaults to the architecture's middle hidden layer; ``train_kwargs`` go to
-    :func:`repalign.train.train` (``optimizer``, ``lr``, ``epochs``, ...).
+    :func:`repalign.train.train` (``optimizer``, ``lr``, ``epochs``, ``dtype``, ...). The networks are
+    read out in float64.
+
+    Returns
+    -------
+    arrays : dict
+        ``initial`` and ``initial_output``, the hidden and output distances at initialisation, and
+        ``measured``, the final hidden distances, each (trials, n, n); ``final_loss`` (trials,).
+    settings : dict
+        The training settings as run (``lr, epochs, optimizer, activation, gain, width, hidden_layers``),
+        ``layer`` and ``seeds``.
     """
     import torch
 
     from .models import build, default_hidden_layer
 
-    tau_y_over_tau_h = float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
     x = np.asarray(x, float)
     y = np.asarray(y, float)
     layer = default_hidden_layer(arch) if layer is None else layer
@@ -416,19 +426,43 @@ def run_pairwise(name: str, arch: Architecture, x, y, *, tau_y_over_tau_h: float
 
     init = [represent(build(arch, input_dim=x.shape[1], output_dim=y.shape[1], seed=s)) for s in rec.seeds]
     final = [represent(m) for m in rec.models]
-    dh0 = pairwise_distances([h for _, h in init])
-    dy0 = pairwise_distances([o for o, _ in init])
-    dx, dyt = pairwise_distances(x), pairwise_distances(y)
-    off = ~np.eye(len(x), dtype=bool)  # eq. (10) needs dh0 > 0; the diagonal is 0 by definition
+    keys = ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")
+    settings = {**{k: rec.settings[k] for k in keys}, "layer": layer, "seeds": rec.seeds}
+    arrays = {"initial": pairwise_distances([h for _, h in init]),
+              "initial_output": pairwise_distances([o for o, _ in init]),
+              "measured": pairwise_distances([h for _, h in final]), "final_loss": rec.loss[:, -1]}
+    return arrays, settings
+
+
+def pairwise_run(name: str, arch: Architecture, x, y, arrays, settings: dict, *,
+                 tau_y_over_tau_h: float) -> PairwiseRun:
+    """The :class:`PairwiseRun` of a :func:`pairwise_training` result: eq. (10)-(11) for every pair with
+    the pair's input and target distances, the network's initial hidden and output distances and
+    ``tau_y_over_tau_h`` (> 0)."""
+    tau_y_over_tau_h = float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
+    dh0, dy0 = arrays["initial"], arrays["initial_output"]
+    dx, dyt = pairwise_distances(np.asarray(x, float)), pairwise_distances(np.asarray(y, float))
+    off = ~np.eye(len(dx), dtype=bool)  # eq. (10) needs dh0 > 0; the diagonal is 0 by definition
     pred = np.zeros_like(dh0)
     shape = dh0[:, off].shape
     pred[:, off] = theory.final_distance(dh0[:, off], dy0[:, off], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h,
                                          dx_sq=np.broadcast_to(dx[off], shape),
                                          dy_target_sq=np.broadcast_to(dyt[off], shape)).distance
-    keys = ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")
-    settings = {k: rec.settings[k] for k in keys}
-    return PairwiseRun(name, arch, {**settings, "layer": layer, "seeds": rec.seeds}, tau_y_over_tau_h, dh0,
-                       pairwise_distances([h for _, h in final]), pred, rec.loss[:, -1], dyt == 0)
+    return PairwiseRun(name, arch, dict(settings), tau_y_over_tau_h, dh0, arrays["measured"], pred,
+                       arrays["final_loss"], dyt == 0)
+
+
+def run_pairwise(name: str, arch: Architecture, x, y, *, tau_y_over_tau_h: float, seeds, layer: int | None = None,
+                 progress: bool = False, **train_kwargs) -> PairwiseRun:
+    """Train ``arch`` on all of ``(x, y)`` (full batch) and compare every pair's final hidden distance
+    with eq. (10) (the XOR experiment of Sec. 4.4): :func:`pairwise_training`, then :func:`pairwise_run`.
+
+    ``layer`` defaults to the architecture's middle hidden layer; ``train_kwargs`` go to
+    :func:`repalign.train.train` (``optimizer``, ``lr``, ``epochs``, ...).
+    """
+    v.positive("tau_y_over_tau_h", tau_y_over_tau_h)  # before any training
+    arrays, settings = pairwise_training(arch, x, y, seeds=seeds, layer=layer, progress=progress, **train_kwargs)
+    return pairwise_run(name, arch, x, y, arrays, settings, tau_y_over_tau_h=tau_y_over_tau_h)
 
 
 def representations(models, x, layer: int, *, chunk: int = 10000) -> np.ndarray:

@@ -17,9 +17,21 @@ computation), so a stored task holds exactly the numbers the chapter computes; t
 ``depth`` (chapter 7, Fig. 10)
     The default network with every hidden layer recorded and eq. (7) fitted per layer
     (:func:`repalign.experiments.fit_layers`).
+``pairwise`` (chapter 4, Figs. 6 and 14)
+    One XOR network (every field of its architecture in the spec) trained with its seeds:
+    :func:`repalign.experiments.pairwise_training`, the squared distances of every pair of points at
+    the hidden layer and the output before training and at the hidden layer after (``initial,
+    initial_output, measured``) and ``final_loss``. Eq. (10) needs a rate ratio from another task, so
+    :func:`pairwise_run` evaluates it on loading.
+``blobs`` (chapter 5, Figs. 8, 12 and 15)
+    One blob network with its seeds: :func:`repalign.experiments.run_blobs`, the final hidden
+    representation of all points (``hidden``, what MDS embeds), the loss curve and the measures.
 
-Chapter 3's tasks grouped by role: :func:`rich_lazy_tasks`; :data:`CHAPTERS` lists each chapter's
-tasks flat.
+Chapters 4 and 5 flush subnormal floats to zero; their tasks do so as well, and every other task
+does not, whatever the calling process has set (:func:`_pinned_torch`).
+
+Chapter 3, 4 and 5's tasks grouped by role: :func:`rich_lazy_tasks`, :func:`xor_tasks`,
+:func:`blob_tasks`; :data:`CHAPTERS` lists each chapter's tasks flat.
 
 >>> [t.label() for t in chapter_tasks("07_depth", "quick")]
 ['depth(name=default, width=100, lr=0.05, epochs=3000, seeds=[0, 1, 2], dtype=float32, device=cpu)']
@@ -27,6 +39,7 @@ tasks flat.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping
@@ -37,10 +50,11 @@ from typing import Any
 import numpy as np
 
 from . import data, experiments, fit, profiles, train
-from .store import Task, register
+from .store import Task, _plain, register
 
 __all__ = ["CHAPTERS", "chapter_tasks", "plan", "two_point_task", "grid_cell_task", "depth_task", "two_point_run",
-           "depth_architecture", "layer_fits", "rich_lazy_tasks", "distance_grid"]
+           "depth_architecture", "layer_fits", "rich_lazy_tasks", "distance_grid", "spec_architecture",
+           "pairwise_task", "pairwise_run", "xor_architecture", "xor_tasks", "blobs_task", "blob_run", "blob_tasks"]
 
 
 def _seeds(spec: Mapping[str, Any]) -> list[int]:
@@ -50,24 +64,47 @@ def _seeds(spec: Mapping[str, Any]) -> list[int]:
     return seeds
 
 
-def _one_torch_thread(function):
-    """Run ``function`` with one torch thread, restored afterwards. The compiled kernel's results do not
-    depend on its thread count, but torch's float32 reductions do (the convolutional row's fit error is
-    0.0801 at 2 threads, 0.0794 at 1): pinning it makes a task's result the same in a notebook, a local
-    worker or a cluster worker, whatever the machine's core count."""
+def _flushing_denormals() -> bool:
+    """Whether this thread flushes subnormal floats to zero (``torch.set_flush_denormal`` has no getter;
+    torch's own documentation shows 1e-323 read as 0 when it is on)."""
+    import torch
+
+    return float(torch.tensor([1e-323], dtype=torch.float64)[0]) == 0.0
+
+
+def _pinned_torch(function, *, flush_denormal: bool = False):
+    """Run ``function`` with one torch thread and subnormals flushed or not as ``flush_denormal``, both
+    restored afterwards. The compiled kernel's results do not depend on its thread count, but torch's
+    float32 reductions do (the convolutional row's fit error is 0.0801 at 2 threads, 0.0794 at 1), and
+    flushing subnormals changes a step by about 1e-11 relative: pinning both makes a task's result the
+    same in a notebook (chapters 4 and 5 flush), a local worker or a cluster worker, whatever the
+    machine's core count or the process's state."""
 
     @functools.wraps(function)
     def pinned(spec):
         import torch
 
-        old = torch.get_num_threads()
+        old, old_flush = torch.get_num_threads(), _flushing_denormals()
         torch.set_num_threads(1)
+        torch.set_flush_denormal(flush_denormal)
         try:
             return function(spec)
         finally:
             torch.set_num_threads(old)
+            torch.set_flush_denormal(old_flush)
 
     return pinned
+
+
+def _one_torch_thread(function):
+    """:func:`_pinned_torch` without flushing subnormals (the two-point chapters' setting)."""
+    return _pinned_torch(function, flush_denormal=False)
+
+
+def _flushed_one_torch_thread(function):
+    """:func:`_pinned_torch` with subnormals flushed (the setting of chapters 4 and 5, whose small-weight
+    networks would otherwise run about ten times slower)."""
+    return _pinned_torch(function, flush_denormal=True)
 
 
 # --- experiments ------------------------------------------------------------------------------------------
@@ -203,6 +240,173 @@ def depth_task(name: str, *, profile: str, width: int, lr: float, epochs: int, s
                           **_common(profile, seed, trials, dtype, device)})
 
 
+# --- chapters 4 and 5: XOR (pairwise) and blobs ----------------------------------------------------------
+# Their networks are given in full in the spec ("arch": every field of profiles.Architecture), so a
+# task names exactly what it trains; the chapters' variants (another gain, activation or optimizer)
+# are tasks like any other.
+
+_ARCH_FIELDS = tuple(f.name for f in dataclasses.fields(profiles.Architecture))
+
+
+def _arch_spec(arch: profiles.Architecture) -> dict[str, Any]:
+    return dataclasses.asdict(arch)
+
+
+def spec_architecture(spec: Mapping[str, Any]) -> profiles.Architecture:
+    """The :class:`repalign.profiles.Architecture` that ``spec["arch"]`` (every field by name) describes.
+
+    Raises
+    ------
+    ValueError
+        If ``spec["arch"]`` is missing, lacks a field or has an unknown one.
+    """
+    arch = spec.get("arch")
+    if not isinstance(arch, Mapping) or set(arch) != set(_ARCH_FIELDS):
+        got = sorted(arch) if isinstance(arch, Mapping) else arch
+        raise ValueError(f"`spec['arch']` must map exactly the fields {', '.join(_ARCH_FIELDS)}; got {got!r}")
+    return profiles.Architecture(**{k: arch[k] for k in _ARCH_FIELDS})
+
+
+def _settings_json(settings: Mapping[str, Any]) -> np.ndarray:
+    return np.array(json.dumps(_plain(settings), sort_keys=True))
+
+
+def _read_settings(result) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(str(result["settings_json"])).items()}
+
+
+def _check_data(spec: Mapping[str, Any], name: str) -> None:
+    if spec.get("data") != name:
+        raise ValueError(f"`spec['data']` must be {name!r} (the only dataset of this experiment); got "
+                         f"{spec.get('data')!r}")
+
+
+@register("pairwise", version=1, chapter="04_xor")
+@_flushed_one_torch_thread
+def _pairwise(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    _check_data(spec, "xor")
+    seeds, arch = _seeds(spec), spec_architecture(spec)
+    x, y = data.xor()
+    arrays, settings = experiments.pairwise_training(arch, x, y, seeds=seeds, layer=spec["layer"],
+                                                     optimizer=spec["optimizer"], lr=spec["lr"],
+                                                     epochs=spec["epochs"], dtype=spec["dtype"], device=spec["device"])
+    return {"seeds": np.array(settings["seeds"]), **arrays, "settings_json": _settings_json(settings)}
+
+
+def pairwise_run(result, tau_y_over_tau_h: float, *, name: str | None = None) -> experiments.PairwiseRun:
+    """The :class:`repalign.experiments.PairwiseRun` of a stored ``pairwise`` result with the rate ratio
+    ``tau_y_over_tau_h``, as :func:`~repalign.experiments.run_pairwise` returns it (``name`` defaults to
+    the architecture's)."""
+    if result.task.experiment != "pairwise":
+        raise ValueError(f"`result` must be of a pairwise task, got {result.task.experiment!r}")
+    arch = spec_architecture(result.task.spec)
+    x, y = data.xor()
+    return experiments.pairwise_run(arch.name if name is None else name, arch, x, y, result.arrays,
+                                    _read_settings(result), tau_y_over_tau_h=tau_y_over_tau_h)
+
+
+def pairwise_task(arch: profiles.Architecture, *, profile: str, seed: int = 0, trials: int = 1,
+                  optimizer: str = "sgd", lr: float | None = None, epochs: int | None = None,
+                  layer: int | None = None, dtype: str = "float32", device: str = "cpu") -> Task:
+    """The task of ``experiments.run_pairwise(..., arch, *data.xor(), seeds=..., ...)`` without the
+    prediction (which needs a rate ratio: :func:`pairwise_run`)."""
+    if not isinstance(arch, profiles.Architecture):
+        raise TypeError(f"`arch` must be a profiles.Architecture, got {type(arch).__name__}")
+    return Task("pairwise", {"arch": _arch_spec(arch), "data": "xor", **_common(profile, seed, trials, dtype, device),
+                             "optimizer": optimizer, "lr": lr, "epochs": epochs, "layer": layer})
+
+
+def xor_architecture(row: str, profile: str | None = None, **change) -> profiles.Architecture:
+    """Table 2 XOR row ``row`` as chapter 4 runs it: the 20-layer, 500-unit rows at the profile's width
+    with the learning rate scaled by its ``lr_factor`` (the 2-layer row exactly), then ``change``."""
+    cfg = profiles.settings("xor", profile)
+    if row not in profiles.TABLE2 or not row.startswith("xor"):
+        raise ValueError(f"`row` must be an XOR row of profiles.TABLE2 "
+                         f"({', '.join(k for k in profiles.TABLE2 if k.startswith('xor'))}); got {row!r}")
+    arch = profiles.TABLE2[row]
+    if arch.hidden_layers > 1:
+        arch = replace(arch, width=cfg["width"], lr=arch.lr * cfg["lr_factor"])
+    return replace(arch, **change)
+
+
+def xor_tasks(profile: str | None = None, *, dtype: str = "float32", device: str = "cpu") -> dict[str, Any]:
+    """Chapter 4's tasks by role: ``"rate"`` (the default network's two-point run that gives
+    ``tau_y/tau_h``), ``"sgd"`` ({network name: pairwise task}: Table 2's rows and the low row at the
+    released code's gain and epochs, ``xor_low_code``), ``"released_code"`` (that row with ReLU and the
+    loss without 1/2) and ``"adam"`` ({network name: pairwise task})."""
+    cfg = profiles.settings("xor", profile)
+    profile = cfg["profile"]
+    common = {"profile": profile, "seed": cfg["seed"], "trials": cfg["trials"], "dtype": dtype, "device": device}
+    nets = {"xor_low": xor_architecture("xor_low", profile),
+            "xor_low_code": xor_architecture("xor_low", profile, name="xor_low_code", **cfg["low_code"]),
+            **{row: xor_architecture(row, profile) for row in ("xor_intermediate", "xor_high", "xor_2_layers")}}
+    code = replace(nets["xor_low_code"], name="xor_low_released_code", activation="relu",
+                   lr=2 * nets["xor_low_code"].lr)
+    return {"rate": two_point_task("default", profile=profile, seed=cfg["seed"], trials=cfg["rate_trials"],
+                                   dtype=dtype, device=device),
+            "sgd": {name: pairwise_task(arch, **common) for name, arch in nets.items()},
+            "released_code": pairwise_task(code, **common),
+            "adam": {name: pairwise_task(nets[name], optimizer="adam", lr=cfg["adam_lr"][name],
+                                         epochs=cfg["adam_epochs"][name], **common) for name in cfg["adam_lr"]}}
+
+
+def _xor(profile, dtype, device):
+    groups = xor_tasks(profile, dtype=dtype, device=device)
+    return [groups["rate"], *groups["sgd"].values(), groups["released_code"], *groups["adam"].values()]
+
+
+@register("blobs", version=1, chapter="05_feature_collapse")
+@_flushed_one_torch_thread
+def _blobs(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    _check_data(spec, "blobs")
+    seeds, arch = _seeds(spec), spec_architecture(spec)
+    run = experiments.run_blobs(arch.name, arch, data.blobs(), seeds=seeds, batch_size=spec["batch_size"],
+                                layer=spec["layer"], optimizer=spec["optimizer"], lr=spec["lr"], epochs=spec["epochs"],
+                                dtype=spec["dtype"], device=spec["device"])
+    return {"seeds": np.array(run.settings["seeds"]), "hidden": run.hidden, "loss": run.loss, "shares": run.shares,
+            "gap": run.gap, "pc1": run.pc1, "settings_json": _settings_json(run.settings)}
+
+
+def blob_run(result) -> experiments.BlobRun:
+    """The :class:`repalign.experiments.BlobRun` of a stored ``blobs`` result, as
+    :func:`~repalign.experiments.run_blobs` returned it (``seconds`` is the task's wall time)."""
+    if result.task.experiment != "blobs":
+        raise ValueError(f"`result` must be of a blobs task, got {result.task.experiment!r}")
+    a, arch = result.arrays, spec_architecture(result.task.spec)
+    return experiments.BlobRun(arch.name, arch, _read_settings(result), a["hidden"], a["loss"], a["shares"], a["gap"],
+                               a["pc1"], float(result.provenance.get("wall_seconds", np.nan)))
+
+
+def blobs_task(arch: profiles.Architecture, *, profile: str, seed: int = 0, trials: int = 1, batch_size: int = 64,
+               layer: int = 3, optimizer: str = "sgd", lr: float | None = None, epochs: int | None = None,
+               dtype: str = "float32", device: str = "cpu") -> Task:
+    """The task of ``experiments.run_blobs(arch.name, arch, data.blobs(), seeds=..., ...)``."""
+    if not isinstance(arch, profiles.Architecture):
+        raise TypeError(f"`arch` must be a profiles.Architecture, got {type(arch).__name__}")
+    return Task("blobs", {"arch": _arch_spec(arch), "data": "blobs", **_common(profile, seed, trials, dtype, device),
+                          "batch_size": int(batch_size), "layer": int(layer), "optimizer": optimizer, "lr": lr,
+                          "epochs": epochs})
+
+
+def blob_tasks(profile: str | None = None, *, dtype: str = "float32", device: str = "cpu") -> dict[str, Any]:
+    """Chapter 5's tasks by role: ``"rows"`` ({Table 2 row: task}, the paper's tanh networks),
+    ``"leaky"`` (the low row with leaky ReLU, as the released code ran) and ``"adam"`` ({row: task})."""
+    cfg = profiles.settings("blobs", profile)
+    common = {"profile": cfg["profile"], "seed": cfg["seed"], "batch_size": cfg["batch_size"], "layer": cfg["layer"],
+              "dtype": dtype, "device": device}
+    row = profiles.TABLE2
+    return {"rows": {r: blobs_task(row[r], trials=cfg["seeds"], **common) for r in cfg["rows"]},
+            "leaky": blobs_task(replace(row["blobs_low"], activation="leaky_relu"), trials=cfg["variant_seeds"],
+                                **common),
+            "adam": {r: blobs_task(row[r], trials=cfg["variant_seeds"], optimizer="adam", lr=cfg["adam_lr"],
+                                   epochs=cfg["adam_epochs"], **common) for r in cfg["adam_rows"]}}
+
+
+def _blob_tasks(profile, dtype, device):
+    groups = blob_tasks(profile, dtype=dtype, device=device)
+    return [*groups["rows"].values(), groups["leaky"], *groups["adam"].values()]
+
+
 # --- a profile's tasks per chapter -----------------------------------------------------------------------
 
 def _universal(profile, dtype, device):
@@ -252,6 +456,11 @@ def _depth_tasks(profile, dtype, device):
 #: Chapter key -> function ``(profile, dtype, device) -> list of Task``.
 CHAPTERS = {"02_universal_dynamics": _universal, "03_rich_lazy": _rich_lazy, "07_depth": _depth_tasks}
 
+
+# Chapters 4 and 5 (XOR, blobs); the dict is kept in chapter order, which plan() lists.
+CHAPTERS.update({"04_xor": _xor, "05_feature_collapse": _blob_tasks})
+for _key in sorted(CHAPTERS):
+    CHAPTERS[_key] = CHAPTERS.pop(_key)
 
 def _chapter_key(chapter: str | int) -> str:
     text = f"{int(chapter):02d}" if isinstance(chapter, int) or str(chapter).isdigit() else str(chapter)
