@@ -368,20 +368,26 @@ def _fmt_seconds(s: float) -> str:
 
 def _cmd_plan(args, store) -> int:
     workers = args.workers or _default_workers()
-    total_left = 0.0
+    total_left, total_unknown = 0.0, 0
     for chapter, tasks in _tasks(args).items():
         todo = pending(tasks, store)
         seconds, unknown = estimate(todo, store)
         total_left += seconds
-        note = f" (+{unknown} tasks never measured)" if unknown else ""
-        print(f"{chapter}: {len(tasks)} tasks, {len(tasks) - len(todo)} done, {len(todo)} to run, "
-              f"estimated {_fmt_seconds(seconds / workers)} on {workers} workers{note}")
+        total_unknown += unknown
+        if unknown == len(todo) and todo:
+            when = "no estimate yet (no task of these kinds has been measured)"
+        else:
+            note = f" + {unknown} tasks of kinds never measured" if unknown else ""
+            when = f"estimated {_fmt_seconds(seconds / workers)} on {workers} workers{note}"
+        print(f"{chapter}: {len(tasks)} tasks, {len(tasks) - len(todo)} done, {len(todo)} to run, {when}")
         for exp, n in sorted(Counter(t.experiment for t in todo).items()):
             print(f"    {exp}: {n} to run")
         if args.verbose:
             for t in todo:
                 print(f"      {t.label()}")
-    print(f"remaining: {_fmt_seconds(total_left / workers)} on {workers} workers (from measured per-task times)")
+    unmeasured = f", plus {total_unknown} tasks with no measured time to go by" if total_unknown else ""
+    print(f"remaining: {_fmt_seconds(total_left / workers)} on {workers} workers (from measured per-task times"
+          f"{unmeasured})")
     return 0
 
 

@@ -24,9 +24,9 @@ from .tables import markdown_table
 from .train import Recording, train
 
 __all__ = ["TwoPointRun", "run_two_point", "plateau_loss", "plateau_epochs", "summary_markdown", "DistanceGrid",
-           "stop_records", "distance_grid", "LayerFits", "fit_layers", "PairwiseRun", "pairwise_distances",
-           "run_pairwise", "BlobRun", "run_blobs", "representations", "accuracy", "sorted_first",
-           "weighted_predictions"]
+           "stop_records", "grid_cell", "grid_from_cells", "distance_grid", "LayerFits", "fit_layers", "PairwiseRun",
+           "pairwise_distances", "pairwise_training", "pairwise_run", "run_pairwise", "BlobRun", "run_blobs",
+           "representations", "accuracy", "sorted_first", "weighted_predictions"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -228,6 +228,56 @@ def stop_records(recording: Recording, stop_loss: float) -> np.ndarray:
     return np.where(below.any(1), below.argmax(1), recording.n_records - 1)
 
 
+def grid_cell(arch: Architecture, dx_sq: float, dy_target_sq: float, *, seeds=(0,), lr: float | None = None,
+              epochs: int = 40000, stop_loss: float = 1e-4, progress: bool = True,
+              **train_kwargs) -> dict[str, np.ndarray]:
+    """Train one Fig. 5 grid cell: ``arch`` on the two points at ``(dx_sq, dy_target_sq)``, all ``seeds``
+    together, until every trial's loss is below ``stop_loss`` (at most ``epochs``).
+
+    Returns the arrays :func:`grid_from_cells` needs, one entry per seed: ``seeds``; ``measured``,
+    ``||dh||^2`` at :func:`stop_records`; ``dh_sq0, dy_sq0``, the initial distances; ``final_loss``;
+    ``epochs_trained``. ``train_kwargs`` go to :func:`repalign.train.train` (``dtype``, ``device``).
+    """
+    d = data.two_point(dx_sq, dy_target_sq)
+    rec = train(arch, d.x, d.y, seeds=seeds, lr=lr, epochs=epochs, stop_loss=stop_loss, progress=progress,
+                **train_kwargs)
+    index = stop_records(rec, stop_loss)
+    return {"seeds": np.array(rec.seeds), "measured": rec.dh_sq[np.arange(rec.trials), index],
+            "dh_sq0": rec.dh_sq[:, 0], "dy_sq0": rec.dy_sq[:, 0], "final_loss": rec.loss[:, -1],
+            "epochs_trained": np.asarray(rec.settings["epochs_trained"])}
+
+
+def grid_from_cells(name: str, tau_y_over_tau_h: float, cells, *, drop_loss: float = 1e-3,
+                    seconds: float = float("nan")) -> DistanceGrid:
+    """Assemble a :class:`DistanceGrid` from trained cells and predict each run's distance with eq. (10).
+
+    Parameters
+    ----------
+    name : str
+        The architecture's name.
+    tau_y_over_tau_h : float
+        ``tau_y / tau_h`` of the architecture (> 0).
+    cells : iterable of (dx_sq, dy_target_sq, arrays)
+        ``arrays`` as :func:`grid_cell` returns them (or a stored ``grid_cell`` result's arrays).
+    drop_loss : float
+        Runs whose final loss is not below it are not kept.
+    seconds : float
+        The training time to record.
+    """
+    tau_y_over_tau_h = float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
+    rows = []
+    for a, b, c in cells:
+        pred = theory.final_distance(c["dh_sq0"], c["dy_sq0"], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h,
+                                     dx_sq=a, dy_target_sq=b).distance
+        for k, s in enumerate(c["seeds"]):
+            rows.append((a, b, s, c["measured"][k], float(pred[k]), c["final_loss"][k], c["epochs_trained"][k]))
+    if not rows:
+        raise ValueError("`cells` is empty: a distance grid needs at least one cell")
+    cols = [np.array(c) for c in zip(*rows)]
+    return DistanceGrid(name, tau_y_over_tau_h, cols[0], cols[1], cols[2].astype(int), cols[3], cols[4], cols[5],
+                        cols[6].astype(int), cols[5] < drop_loss, seconds)
+
+
 def distance_grid(
     arch: Architecture,
     tau_y_over_tau_h: float,
@@ -241,7 +291,8 @@ def distance_grid(
     drop_loss: float = 1e-3,
     progress: bool = True,
 ) -> DistanceGrid:
-    """Train ``arch`` on every two-point dataset of the grid and compare the final distance with eq. (10).
+    """Train ``arch`` on every two-point dataset of the grid and compare the final distance with eq. (10):
+    :func:`grid_cell` for every cell, then :func:`grid_from_cells`.
 
     Parameters
     ----------
@@ -259,20 +310,12 @@ def distance_grid(
         At most ``epochs`` epochs, stopping once every trial of the cell is below ``stop_loss``; runs
         ending above ``drop_loss`` are not kept.
     """
-    tau_y_over_tau_h = float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
-    cells = [(a, b) for a in dx_sq for b in dy_target_sq]
-    rows = []
+    v.positive("tau_y_over_tau_h", tau_y_over_tau_h)  # before any training
     start = time.perf_counter()
-    for a, b in cells:
-        d = data.two_point(a, b)
-        rec = train(arch, d.x, d.y, seeds=seeds, lr=lr, epochs=epochs, stop_loss=stop_loss, progress=progress)
-        pred = theory.final_distance(rec.dh_sq[:, 0], rec.dy_sq[:, 0], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h,
-                                     dx_sq=a, dy_target_sq=b).distance
-        for k, (s, i) in enumerate(zip(rec.seeds, stop_records(rec, stop_loss))):
-            rows.append((a, b, s, rec.dh_sq[k, i], float(pred[k]), rec.loss[k, -1], rec.settings["epochs_trained"][k]))
-    cols = [np.array(c) for c in zip(*rows)]
-    return DistanceGrid(arch.name, tau_y_over_tau_h, cols[0], cols[1], cols[2].astype(int), cols[3], cols[4], cols[5],
-                        cols[6].astype(int), cols[5] < drop_loss, time.perf_counter() - start)
+    cells = [(a, b, grid_cell(arch, a, b, seeds=seeds, lr=lr, epochs=epochs, stop_loss=stop_loss, progress=progress))
+             for a in dx_sq for b in dy_target_sq]
+    return grid_from_cells(arch.name, tau_y_over_tau_h, cells, drop_loss=drop_loss,
+                           seconds=time.perf_counter() - start)
 
 
 @dataclass(frozen=True, eq=False)
@@ -355,19 +398,29 @@ class PairwiseRun:
         return np.linalg.norm(m - p, axis=1) / np.linalg.norm(p, axis=1)
 
 
-def run_pairwise(name: str, arch: Architecture, x, y, *, tau_y_over_tau_h: float, seeds, layer: int | None = None,
-                 progress: bool = False, **train_kwargs) -> PairwiseRun:
-    """Train ``arch`` on all of ``(x, y)`` (full batch) and compare every pair's final hidden distance
-    with eq. (10) (the XOR experiment of Sec. 4.4).
+def pairwise_training(arch: Architecture, x, y, *, seeds, layer: int | None = None, progress: bool = False,
+                      **train_kwargs) -> tuple[dict[str, np.ndarray], dict]:
+    """Train ``arch`` on all of ``(x, y)`` (full batch) and return the squared distances between the
+    representations of every pair of points, before and after training: what :func:`pairwise_run`
+    compares with eq. (10).
 
     ``layer`` defaults to the architecture's middle hidden layer; ``train_kwargs`` go to
-    :func:`repalign.train.train` (``optimizer``, ``lr``, ``epochs``, ...).
+    :func:`repalign.train.train` (``optimizer``, ``lr``, ``epochs``, ``dtype``, ...). The networks are
+    read out in float64.
+
+    Returns
+    -------
+    arrays : dict
+        ``initial`` and ``initial_output``, the hidden and output distances at initialisation, and
+        ``measured``, the final hidden distances, each (trials, n, n); ``final_loss`` (trials,).
+    settings : dict
+        The training settings as run (``lr, epochs, optimizer, activation, gain, width, hidden_layers``),
+        ``layer`` and ``seeds``.
     """
     import torch
 
     from .models import build, default_hidden_layer
 
-    tau_y_over_tau_h = float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
     x = np.asarray(x, float)
     y = np.asarray(y, float)
     layer = default_hidden_layer(arch) if layer is None else layer
@@ -382,19 +435,43 @@ def run_pairwise(name: str, arch: Architecture, x, y, *, tau_y_over_tau_h: float
 
     init = [represent(build(arch, input_dim=x.shape[1], output_dim=y.shape[1], seed=s)) for s in rec.seeds]
     final = [represent(m) for m in rec.models]
-    dh0 = pairwise_distances([h for _, h in init])
-    dy0 = pairwise_distances([o for o, _ in init])
-    dx, dyt = pairwise_distances(x), pairwise_distances(y)
-    off = ~np.eye(len(x), dtype=bool)  # eq. (10) needs dh0 > 0; the diagonal is 0 by definition
+    keys = ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")
+    settings = {**{k: rec.settings[k] for k in keys}, "layer": layer, "seeds": rec.seeds}
+    arrays = {"initial": pairwise_distances([h for _, h in init]),
+              "initial_output": pairwise_distances([o for o, _ in init]),
+              "measured": pairwise_distances([h for _, h in final]), "final_loss": rec.loss[:, -1]}
+    return arrays, settings
+
+
+def pairwise_run(name: str, arch: Architecture, x, y, arrays, settings: dict, *,
+                 tau_y_over_tau_h: float) -> PairwiseRun:
+    """The :class:`PairwiseRun` of a :func:`pairwise_training` result: eq. (10)-(11) for every pair with
+    the pair's input and target distances, the network's initial hidden and output distances and
+    ``tau_y_over_tau_h`` (> 0)."""
+    tau_y_over_tau_h = float(v.positive("tau_y_over_tau_h", tau_y_over_tau_h))
+    dh0, dy0 = arrays["initial"], arrays["initial_output"]
+    dx, dyt = pairwise_distances(np.asarray(x, float)), pairwise_distances(np.asarray(y, float))
+    off = ~np.eye(len(dx), dtype=bool)  # eq. (10) needs dh0 > 0; the diagonal is 0 by definition
     pred = np.zeros_like(dh0)
     shape = dh0[:, off].shape
     pred[:, off] = theory.final_distance(dh0[:, off], dy0[:, off], rate_h=1.0, rate_y=1.0 / tau_y_over_tau_h,
                                          dx_sq=np.broadcast_to(dx[off], shape),
                                          dy_target_sq=np.broadcast_to(dyt[off], shape)).distance
-    keys = ("lr", "epochs", "optimizer", "activation", "gain", "width", "hidden_layers")
-    settings = {k: rec.settings[k] for k in keys}
-    return PairwiseRun(name, arch, {**settings, "layer": layer, "seeds": rec.seeds}, tau_y_over_tau_h, dh0,
-                       pairwise_distances([h for _, h in final]), pred, rec.loss[:, -1], dyt == 0)
+    return PairwiseRun(name, arch, dict(settings), tau_y_over_tau_h, dh0, arrays["measured"], pred,
+                       arrays["final_loss"], dyt == 0)
+
+
+def run_pairwise(name: str, arch: Architecture, x, y, *, tau_y_over_tau_h: float, seeds, layer: int | None = None,
+                 progress: bool = False, **train_kwargs) -> PairwiseRun:
+    """Train ``arch`` on all of ``(x, y)`` (full batch) and compare every pair's final hidden distance
+    with eq. (10) (the XOR experiment of Sec. 4.4): :func:`pairwise_training`, then :func:`pairwise_run`.
+
+    ``layer`` defaults to the architecture's middle hidden layer; ``train_kwargs`` go to
+    :func:`repalign.train.train` (``optimizer``, ``lr``, ``epochs``, ...).
+    """
+    v.positive("tau_y_over_tau_h", tau_y_over_tau_h)  # before any training
+    arrays, settings = pairwise_training(arch, x, y, seeds=seeds, layer=layer, progress=progress, **train_kwargs)
+    return pairwise_run(name, arch, x, y, arrays, settings, tau_y_over_tau_h=tau_y_over_tau_h)
 
 
 def _evaluate(models, x, *, layer: int | None, chunk: int) -> list[np.ndarray]:

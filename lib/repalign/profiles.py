@@ -124,7 +124,7 @@ _RICH_LAZY_COMMON = {
     "error_threshold": 0.1, "min_correlation": 0.8, "max_median_relative_error": 0.3,
 }
 _XOR_COMMON = {
-    "seed": 0, "low_code": {"gain": 0.85, "epochs": 3000},
+    "seed": 0, "rate_trials": 3, "low_code": {"gain": 0.85, "epochs": 3000},
     "adam_epochs": {"xor_low_code": 3000, "xor_high": 1000, "xor_2_layers": 3000},
     "merge_max": 0.1, "no_merge_min": 0.5, "max_relative_error": 0.3,
 }

@@ -23,6 +23,21 @@ computation), so a stored task holds exactly the numbers the chapter computes; t
     (as ``two_point`` stores them, without the loss fits), the ``sq_distances`` of the ``n_probe`` probe
     images' hidden representations per trial, and each network's ``test_accuracy`` on the 10,000 test
     images. :func:`mnist_run` joins the tasks of one run into an :class:`MNISTRun`.
+``pairwise`` (chapter 4, Figs. 6 and 14)
+    One XOR network (every field of its architecture in the spec) trained with its seeds:
+    :func:`repalign.experiments.pairwise_training`, the squared distances of every pair of points at
+    the hidden layer and the output before training and at the hidden layer after (``initial,
+    initial_output, measured``) and ``final_loss``. Eq. (10) needs a rate ratio from another task, so
+    :func:`pairwise_run` evaluates it on loading.
+``blobs`` (chapter 5, Figs. 8, 12 and 15)
+    One blob network with its seeds: :func:`repalign.experiments.run_blobs`, the final hidden
+    representation of all points (``hidden``, what MDS embeds), the loss curve and the measures.
+
+Chapters 4, 5 and 6 flush subnormal floats to zero; their tasks do so as well, and every other task
+does not, whatever the calling process has set (:func:`_pinned_torch`).
+
+Chapter 3, 4 and 5's tasks grouped by role: :func:`rich_lazy_tasks`, :func:`xor_tasks`,
+:func:`blob_tasks`; :data:`CHAPTERS` lists each chapter's tasks flat.
 
 >>> [t.label() for t in chapter_tasks("07_depth", "quick")]
 ['depth(name=default, width=100, lr=0.05, epochs=3000, seeds=[0, 1, 2], dtype=float32, device=cpu)']
@@ -30,6 +45,7 @@ computation), so a stored task holds exactly the numbers the chapter computes; t
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 from collections.abc import Mapping
@@ -40,9 +56,12 @@ from typing import Any
 import numpy as np
 
 from . import data, experiments, fit, geometry, profiles, train
-from .store import Task, register
+from .store import Task, _plain, register
 
-__all__ = ["CHAPTERS", "chapter_tasks", "plan", "two_point_task", "grid_cell_task", "depth_task", "two_point_run"]
+__all__ = ["CHAPTERS", "chapter_tasks", "plan", "two_point_task", "grid_cell_task", "depth_task", "two_point_run",
+           "depth_architecture", "layer_fits", "rich_lazy_tasks", "distance_grid", "spec_architecture",
+           "pairwise_task", "pairwise_run", "xor_architecture", "xor_tasks", "blobs_task", "blob_run", "blob_tasks",
+           "MNIST_SEEDS_PER_TASK", "mnist_task", "mnist_tasks", "MNISTRun", "mnist_run"]
 
 
 def _seeds(spec: Mapping[str, Any]) -> list[int]:
@@ -52,24 +71,40 @@ def _seeds(spec: Mapping[str, Any]) -> list[int]:
     return seeds
 
 
-def _one_torch_thread(function):
-    """Run ``function`` with one torch thread, restored afterwards. The compiled kernel's results do not
-    depend on its thread count, but torch's float32 reductions do (the convolutional row's fit error is
-    0.0801 at 2 threads, 0.0794 at 1): pinning it makes a task's result the same in a notebook, a local
-    worker or a cluster worker, whatever the machine's core count."""
+def _pinned_torch(function, *, flush_denormal: bool = False):
+    """Run ``function`` with one torch thread and subnormals flushed or not as ``flush_denormal``, both
+    restored afterwards. The compiled kernel's results do not depend on its thread count, but torch's
+    float32 reductions do (the convolutional row's fit error is 0.0801 at 2 threads, 0.0794 at 1), and
+    flushing subnormals changes a step by about 1e-11 relative: pinning both makes a task's result the
+    same in a notebook (chapters 4, 5 and 6 flush), a local worker or a cluster worker, whatever the
+    machine's core count or the process's state."""
 
     @functools.wraps(function)
     def pinned(spec):
         import torch
 
-        old = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
-            return function(spec)
-        finally:
-            torch.set_num_threads(old)
+        from .numerics import flush_denormal as flushing
+
+        with flushing(flush_denormal):  # outermost: restored on every thread of the restored team
+            old = torch.get_num_threads()
+            torch.set_num_threads(1)
+            try:
+                return function(spec)
+            finally:
+                torch.set_num_threads(old)
 
     return pinned
+
+
+def _one_torch_thread(function):
+    """:func:`_pinned_torch` without flushing subnormals (the two-point chapters' setting)."""
+    return _pinned_torch(function, flush_denormal=False)
+
+
+def _flushed_one_torch_thread(function):
+    """:func:`_pinned_torch` with subnormals flushed (the setting of chapters 4, 5 and 6, whose small-weight
+    networks and Adam moments would otherwise run about ten times slower)."""
+    return _pinned_torch(function, flush_denormal=True)
 
 
 # --- stored forms -----------------------------------------------------------------------------------------
@@ -150,20 +185,31 @@ def two_point_run(result) -> experiments.TwoPointRun:
 def _grid_cell(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     seeds = _seeds(spec)
     arch = profiles.architecture(spec["name"], spec["profile"])
-    d = data.two_point(spec["dx_sq"], spec["dy_target_sq"])
-    rec = train.train(arch, d.x, d.y, seeds=seeds, lr=spec["lr"], epochs=spec["epochs"], stop_loss=spec["stop_loss"],
-                      dtype=spec["dtype"], device=spec["device"], progress=False)
-    index = experiments.stop_records(rec, spec["stop_loss"])
-    return {"seeds": np.array(rec.seeds), "measured": rec.dh_sq[np.arange(len(seeds)), index],
-            "dh_sq0": rec.dh_sq[:, 0], "dy_sq0": rec.dy_sq[:, 0], "final_loss": rec.loss[:, -1],
-            "epochs_trained": np.asarray(rec.settings["epochs_trained"])}
+    return experiments.grid_cell(arch, spec["dx_sq"], spec["dy_target_sq"], seeds=seeds, lr=spec["lr"],
+                                 epochs=spec["epochs"], stop_loss=spec["stop_loss"], dtype=spec["dtype"],
+                                 device=spec["device"], progress=False)
+
+
+def distance_grid(results, tau_y_over_tau_h: float, *, drop_loss: float = 1e-3) -> experiments.DistanceGrid:
+    """The :class:`repalign.experiments.DistanceGrid` of stored ``grid_cell`` results of one architecture
+    (:func:`repalign.experiments.grid_from_cells`; ``seconds`` is the cells' summed wall time), as
+    :func:`~repalign.experiments.distance_grid` returns it for the same cells in the same order."""
+    results = list(results)
+    if not results or any(r.task.experiment != "grid_cell" for r in results):
+        raise ValueError("`results` must be a non-empty list of grid_cell results")
+    names = {r.task.spec["name"] for r in results}
+    if len(names) != 1:
+        raise ValueError(f"`results` must be cells of one architecture, got {sorted(names)}")
+    cells = [(r.task.spec["dx_sq"], r.task.spec["dy_target_sq"], r.arrays) for r in results]
+    seconds = float(sum(r.provenance.get("wall_seconds", np.nan) for r in results))
+    return experiments.grid_from_cells(names.pop(), tau_y_over_tau_h, cells, drop_loss=drop_loss, seconds=seconds)
 
 
 @register("depth", version=1, chapter="07_depth")
 @_one_torch_thread
 def _depth(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     seeds = _seeds(spec)
-    arch = replace(profiles.TABLE1[spec["name"]], width=spec["width"], lr=spec["lr"], epochs=spec["epochs"])
+    arch = depth_architecture(spec)
     d = data.two_point()
     rec = train.train(arch, d.x, d.y, trials=len(seeds), seed=seeds[0], layer="all", dtype=spec["dtype"],
                       device=spec["device"], progress=False)
@@ -171,6 +217,24 @@ def _depth(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     return {"seeds": np.array(rec.seeds), "epochs": rec.epochs, "dh_sq": rec.dh_sq, "dy_sq": rec.dy_sq, "w": rec.w,
             "loss": rec.loss, "layers": layers.layers, "error": layers.error, "rate_h": layers.rate_h,
             "rate_y": layers.rate_y, "success": layers.success, "dh_sq0": layers.dh_sq0}
+
+
+def depth_architecture(spec: Mapping[str, Any]) -> profiles.Architecture:
+    """The network a ``depth`` task trains: Table 1 row ``spec["name"]`` at the spec's width, lr and epochs."""
+    if spec.get("name") not in profiles.TABLE1:
+        raise ValueError(f"`name` must be one of {', '.join(profiles.TABLE1)}; got {spec.get('name')!r}")
+    return replace(profiles.TABLE1[spec["name"]], width=int(spec["width"]), lr=float(spec["lr"]),
+                   epochs=int(spec["epochs"]))
+
+
+def layer_fits(result) -> experiments.LayerFits:
+    """The :class:`repalign.experiments.LayerFits` of a stored ``depth`` result, as
+    :func:`~repalign.experiments.fit_layers` returned it."""
+    if result.task.experiment != "depth":
+        raise ValueError(f"`result` must be of a depth task, got {result.task.experiment!r}")
+    a = result.arrays
+    return experiments.LayerFits(a["layers"], a["error"], a["rate_h"], a["rate_y"], a["success"].astype(bool),
+                                 a["dh_sq0"])
 
 
 # --- task constructors ------------------------------------------------------------------------------------
@@ -201,8 +265,177 @@ def grid_cell_task(name: str, dx_sq: float, dy_target_sq: float, *, profile: str
 def depth_task(name: str, *, profile: str, width: int, lr: float, epochs: int, seed: int = 0, trials: int = 1,
                dtype: str = "float32", device: str = "cpu") -> Task:
     """Chapter 7's run: Table 1 row ``name`` at ``width``, ``lr``, ``epochs``, every hidden layer recorded."""
+    if name not in profiles.TABLE1:
+        raise ValueError(f"`name` must be one of {', '.join(profiles.TABLE1)}; got {name!r}")
     return Task("depth", {"name": name, "width": int(width), "lr": float(lr), "epochs": int(epochs),
                           **_common(profile, seed, trials, dtype, device)})
+
+
+# --- chapters 4 and 5: XOR (pairwise) and blobs ----------------------------------------------------------
+# Their networks are given in full in the spec ("arch": every field of profiles.Architecture), so a
+# task names exactly what it trains; the chapters' variants (another gain, activation or optimizer)
+# are tasks like any other.
+
+_ARCH_FIELDS = tuple(f.name for f in dataclasses.fields(profiles.Architecture))
+
+
+def _arch_spec(arch: profiles.Architecture) -> dict[str, Any]:
+    return dataclasses.asdict(arch)
+
+
+def spec_architecture(spec: Mapping[str, Any]) -> profiles.Architecture:
+    """The :class:`repalign.profiles.Architecture` that ``spec["arch"]`` (every field by name) describes.
+
+    Raises
+    ------
+    ValueError
+        If ``spec["arch"]`` is missing, lacks a field or has an unknown one.
+    """
+    arch = spec.get("arch")
+    if not isinstance(arch, Mapping) or set(arch) != set(_ARCH_FIELDS):
+        got = sorted(arch) if isinstance(arch, Mapping) else arch
+        raise ValueError(f"`spec['arch']` must map exactly the fields {', '.join(_ARCH_FIELDS)}; got {got!r}")
+    return profiles.Architecture(**{k: arch[k] for k in _ARCH_FIELDS})
+
+
+def _settings_json(settings: Mapping[str, Any]) -> np.ndarray:
+    return np.array(json.dumps(_plain(settings), sort_keys=True))
+
+
+def _read_settings(result) -> dict[str, Any]:
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in json.loads(str(result["settings_json"])).items()}
+
+
+def _check_data(spec: Mapping[str, Any], name: str) -> None:
+    if spec.get("data") != name:
+        raise ValueError(f"`spec['data']` must be {name!r} (the only dataset of this experiment); got "
+                         f"{spec.get('data')!r}")
+
+
+@register("pairwise", version=1, chapter="04_xor")
+@_flushed_one_torch_thread
+def _pairwise(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    _check_data(spec, "xor")
+    seeds, arch = _seeds(spec), spec_architecture(spec)
+    x, y = data.xor()
+    arrays, settings = experiments.pairwise_training(arch, x, y, seeds=seeds, layer=spec["layer"],
+                                                     optimizer=spec["optimizer"], lr=spec["lr"],
+                                                     epochs=spec["epochs"], dtype=spec["dtype"], device=spec["device"])
+    return {"seeds": np.array(settings["seeds"]), **arrays, "settings_json": _settings_json(settings)}
+
+
+def pairwise_run(result, tau_y_over_tau_h: float, *, name: str | None = None) -> experiments.PairwiseRun:
+    """The :class:`repalign.experiments.PairwiseRun` of a stored ``pairwise`` result with the rate ratio
+    ``tau_y_over_tau_h``, as :func:`~repalign.experiments.run_pairwise` returns it (``name`` defaults to
+    the architecture's)."""
+    if result.task.experiment != "pairwise":
+        raise ValueError(f"`result` must be of a pairwise task, got {result.task.experiment!r}")
+    arch = spec_architecture(result.task.spec)
+    x, y = data.xor()
+    return experiments.pairwise_run(arch.name if name is None else name, arch, x, y, result.arrays,
+                                    _read_settings(result), tau_y_over_tau_h=tau_y_over_tau_h)
+
+
+def pairwise_task(arch: profiles.Architecture, *, profile: str, seed: int = 0, trials: int = 1,
+                  optimizer: str = "sgd", lr: float | None = None, epochs: int | None = None,
+                  layer: int | None = None, dtype: str = "float32", device: str = "cpu") -> Task:
+    """The task of ``experiments.run_pairwise(..., arch, *data.xor(), seeds=..., ...)`` without the
+    prediction (which needs a rate ratio: :func:`pairwise_run`)."""
+    if not isinstance(arch, profiles.Architecture):
+        raise TypeError(f"`arch` must be a profiles.Architecture, got {type(arch).__name__}")
+    return Task("pairwise", {"arch": _arch_spec(arch), "data": "xor", **_common(profile, seed, trials, dtype, device),
+                             "optimizer": optimizer, "lr": lr, "epochs": epochs, "layer": layer})
+
+
+def xor_architecture(row: str, profile: str | None = None, **change) -> profiles.Architecture:
+    """Table 2 XOR row ``row`` as chapter 4 runs it: the 20-layer, 500-unit rows at the profile's width
+    with the learning rate scaled by its ``lr_factor`` (the 2-layer row exactly), then ``change``."""
+    cfg = profiles.settings("xor", profile)
+    if row not in profiles.TABLE2 or not row.startswith("xor"):
+        raise ValueError(f"`row` must be an XOR row of profiles.TABLE2 "
+                         f"({', '.join(k for k in profiles.TABLE2 if k.startswith('xor'))}); got {row!r}")
+    arch = profiles.TABLE2[row]
+    if arch.hidden_layers > 1:
+        arch = replace(arch, width=cfg["width"], lr=arch.lr * cfg["lr_factor"])
+    return replace(arch, **change)
+
+
+def xor_tasks(profile: str | None = None, *, dtype: str = "float32", device: str = "cpu") -> dict[str, Any]:
+    """Chapter 4's tasks by role: ``"rate"`` (the default network's two-point run that gives
+    ``tau_y/tau_h``), ``"sgd"`` ({network name: pairwise task}: Table 2's rows and the low row at the
+    released code's gain and epochs, ``xor_low_code``), ``"released_code"`` (that row with ReLU and the
+    loss without 1/2) and ``"adam"`` ({network name: pairwise task})."""
+    cfg = profiles.settings("xor", profile)
+    profile = cfg["profile"]
+    common = {"profile": profile, "seed": cfg["seed"], "trials": cfg["trials"], "dtype": dtype, "device": device}
+    nets = {"xor_low": xor_architecture("xor_low", profile),
+            "xor_low_code": xor_architecture("xor_low", profile, name="xor_low_code", **cfg["low_code"]),
+            **{row: xor_architecture(row, profile) for row in ("xor_intermediate", "xor_high", "xor_2_layers")}}
+    code = replace(nets["xor_low_code"], name="xor_low_released_code", activation="relu",
+                   lr=2 * nets["xor_low_code"].lr)
+    return {"rate": two_point_task("default", profile=profile, seed=cfg["seed"], trials=cfg["rate_trials"],
+                                   dtype=dtype, device=device),
+            "sgd": {name: pairwise_task(arch, **common) for name, arch in nets.items()},
+            "released_code": pairwise_task(code, **common),
+            "adam": {name: pairwise_task(nets[name], optimizer="adam", lr=cfg["adam_lr"][name],
+                                         epochs=cfg["adam_epochs"][name], **common) for name in cfg["adam_lr"]}}
+
+
+def _xor(profile, dtype, device):
+    groups = xor_tasks(profile, dtype=dtype, device=device)
+    return [groups["rate"], *groups["sgd"].values(), groups["released_code"], *groups["adam"].values()]
+
+
+@register("blobs", version=1, chapter="05_feature_collapse")
+@_flushed_one_torch_thread
+def _blobs(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
+    _check_data(spec, "blobs")
+    seeds, arch = _seeds(spec), spec_architecture(spec)
+    run = experiments.run_blobs(arch.name, arch, data.blobs(), seeds=seeds, batch_size=spec["batch_size"],
+                                layer=spec["layer"], optimizer=spec["optimizer"], lr=spec["lr"], epochs=spec["epochs"],
+                                dtype=spec["dtype"], device=spec["device"])
+    return {"seeds": np.array(run.settings["seeds"]), "hidden": run.hidden, "loss": run.loss, "shares": run.shares,
+            "gap": run.gap, "pc1": run.pc1, "settings_json": _settings_json(run.settings)}
+
+
+def blob_run(result) -> experiments.BlobRun:
+    """The :class:`repalign.experiments.BlobRun` of a stored ``blobs`` result, as
+    :func:`~repalign.experiments.run_blobs` returned it (``seconds`` is the task's wall time)."""
+    if result.task.experiment != "blobs":
+        raise ValueError(f"`result` must be of a blobs task, got {result.task.experiment!r}")
+    a, arch = result.arrays, spec_architecture(result.task.spec)
+    return experiments.BlobRun(arch.name, arch, _read_settings(result), a["hidden"], a["loss"], a["shares"], a["gap"],
+                               a["pc1"], float(result.provenance.get("wall_seconds", np.nan)))
+
+
+def blobs_task(arch: profiles.Architecture, *, profile: str, seed: int = 0, trials: int = 1, batch_size: int = 64,
+               layer: int = 3, optimizer: str = "sgd", lr: float | None = None, epochs: int | None = None,
+               dtype: str = "float32", device: str = "cpu") -> Task:
+    """The task of ``experiments.run_blobs(arch.name, arch, data.blobs(), seeds=..., ...)``."""
+    if not isinstance(arch, profiles.Architecture):
+        raise TypeError(f"`arch` must be a profiles.Architecture, got {type(arch).__name__}")
+    return Task("blobs", {"arch": _arch_spec(arch), "data": "blobs", **_common(profile, seed, trials, dtype, device),
+                          "batch_size": int(batch_size), "layer": int(layer), "optimizer": optimizer, "lr": lr,
+                          "epochs": epochs})
+
+
+def blob_tasks(profile: str | None = None, *, dtype: str = "float32", device: str = "cpu") -> dict[str, Any]:
+    """Chapter 5's tasks by role: ``"rows"`` ({Table 2 row: task}, the paper's tanh networks),
+    ``"leaky"`` (the low row with leaky ReLU, as the released code ran) and ``"adam"`` ({row: task})."""
+    cfg = profiles.settings("blobs", profile)
+    common = {"profile": cfg["profile"], "seed": cfg["seed"], "batch_size": cfg["batch_size"], "layer": cfg["layer"],
+              "dtype": dtype, "device": device}
+    row = profiles.TABLE2
+    return {"rows": {r: blobs_task(row[r], trials=cfg["seeds"], **common) for r in cfg["rows"]},
+            "leaky": blobs_task(replace(row["blobs_low"], activation="leaky_relu"), trials=cfg["variant_seeds"],
+                                **common),
+            "adam": {r: blobs_task(row[r], trials=cfg["variant_seeds"], optimizer="adam", lr=cfg["adam_lr"],
+                                   epochs=cfg["adam_epochs"], **common) for r in cfg["adam_rows"]}}
+
+
+def _blob_tasks(profile, dtype, device):
+    groups = blob_tasks(profile, dtype=dtype, device=device)
+    return [*groups["rows"].values(), groups["leaky"], *groups["adam"].values()]
 
 
 # --- a profile's tasks per chapter -----------------------------------------------------------------------
@@ -217,19 +450,31 @@ def _universal(profile, dtype, device):
     return out
 
 
-def _rich_lazy(profile, dtype, device):
+def rich_lazy_tasks(profile: str | None = None, *, dtype: str = "float32",
+                    device: str = "cpu") -> dict[str, Any]:
+    """Chapter 3's tasks by role: ``{"gain": [two_point task per Fig. 3 row], "rates": {name: two_point
+    task}, "grid": {name: [grid_cell task per cell, dx_sq outer, dy_target_sq inner]}}`` (names: the Fig. 5
+    architectures)."""
     cfg = profiles.settings("rich_lazy", profile)
-    seed = cfg["seed"]
-    out = [two_point_task(name, profile=profile, seed=seed, trials=cfg["gain_trials"], dtype=dtype, device=device)
-           for name in cfg["gain_rows"]]
+    profile, seed = cfg["profile"], cfg["seed"]
+    out = {"gain": [two_point_task(name, profile=profile, seed=seed, trials=cfg["gain_trials"], dtype=dtype,
+                                   device=device) for name in cfg["gain_rows"]], "rates": {}, "grid": {}}
     for name in cfg["fig5_architectures"]:
-        out.append(two_point_task(name, profile=profile, seed=seed, trials=cfg["rate_trials"], dtype=dtype,
-                                  device=device))
+        out["rates"][name] = two_point_task(name, profile=profile, seed=seed, trials=cfg["rate_trials"], dtype=dtype,
+                                            device=device)
         arch = profiles.architecture(name, profile)
-        seeds = range(seed + 1000, seed + 1000 + cfg["grid_seeds"])
-        out += [grid_cell_task(name, a, b, profile=profile, seeds=seeds, lr=cfg["grid_lr_factor"] * arch.lr,
-                               epochs=cfg["grid_epochs"], stop_loss=cfg["stop_loss"], dtype=dtype, device=device)
-                for a in cfg["grid_dx_sq"] for b in cfg["grid_dy_sq"]]
+        seeds, lr = range(seed + 1000, seed + 1000 + cfg["grid_seeds"]), cfg["grid_lr_factor"] * arch.lr
+        out["grid"][name] = [grid_cell_task(name, a, b, profile=profile, seeds=seeds, lr=lr, epochs=cfg["grid_epochs"],
+                                            stop_loss=cfg["stop_loss"], dtype=dtype, device=device)
+                             for a in cfg["grid_dx_sq"] for b in cfg["grid_dy_sq"]]
+    return out
+
+
+def _rich_lazy(profile, dtype, device):
+    groups = rich_lazy_tasks(profile, dtype=dtype, device=device)
+    out = list(groups["gain"])
+    for name, rate in groups["rates"].items():
+        out += [rate, *groups["grid"][name]]
     return out
 
 
@@ -238,9 +483,6 @@ def _depth_tasks(profile, dtype, device):
     return [depth_task(cfg["arch"], profile=profile, width=cfg["width"], lr=cfg["lr"], epochs=cfg["epochs"],
                        seed=cfg["seed"], trials=cfg["trials"], dtype=dtype, device=device)]
 
-
-#: Chapter key -> function ``(profile, dtype, device) -> list of Task``.
-CHAPTERS = {"02_universal_dynamics": _universal, "03_rich_lazy": _rich_lazy, "07_depth": _depth_tasks}
 
 
 def _chapter_key(chapter: str | int) -> str:
@@ -278,29 +520,8 @@ def plan(profile: str | None = None, chapter: str | int | None = None, *, dtype:
 MNIST_SEEDS_PER_TASK = 5
 
 
-def _flush_denormal(function):
-    """Run ``function`` with subnormal floats flushed to zero (``torch.set_flush_denormal``), the former
-    mode restored afterwards. Chapter 6 trains so (:func:`repalign.chapter.start` with
-    ``flush_denormal=True``: Adam's small weights run ten times slower on subnormals); pinning it in the
-    task makes its result the same in the chapter's kernel and in a campaign worker."""
-
-    @functools.wraps(function)
-    def flushed(spec):
-        import torch
-
-        old = (torch.tensor([1e-320], dtype=torch.float64) * 1.0).item() == 0.0  # torch has no getter
-        torch.set_flush_denormal(True)
-        try:
-            return function(spec)
-        finally:
-            torch.set_flush_denormal(old)
-
-    return flushed
-
-
 @register("mnist", version=1, chapter="06_mnist")
-@_one_torch_thread
-@_flush_denormal
+@_flushed_one_torch_thread
 def _mnist(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     seeds = _seeds(spec)
     train_set = data.mnist("train", progress=False)
@@ -402,5 +623,9 @@ def _mnist_chapter(profile, dtype, device):
                                                                           device=device)
 
 
-CHAPTERS["06_mnist"] = _mnist_chapter
-__all__ += ["MNIST_SEEDS_PER_TASK", "mnist_task", "mnist_tasks", "MNISTRun", "mnist_run"]
+# --- every chapter's tasks -------------------------------------------------------------------------------
+
+#: Chapter key -> function ``(profile, dtype, device) -> list of Task``, in chapter order (which
+#: :func:`plan` lists).
+CHAPTERS = {"02_universal_dynamics": _universal, "03_rich_lazy": _rich_lazy, "04_xor": _xor,
+            "05_feature_collapse": _blob_tasks, "06_mnist": _mnist_chapter, "07_depth": _depth_tasks}
