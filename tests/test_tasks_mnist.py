@@ -139,15 +139,3 @@ def test_accuracy_counts_the_largest_output(tiny_mnist):
     assert experiments.accuracy(rec.models, d.x[:50], (predicted + 1) % 10)[0] == 0.0
     with pytest.raises(ValueError, match="labels"):
         experiments.accuracy(rec.models, d.x[:50], predicted[:10])
-
-
-def test_mnist_task_flushes_subnormals_and_restores_the_mode():
-    def flushed():
-        return (torch.tensor([1e-320], dtype=torch.float64) * 1.0).item() == 0.0
-
-    for mode in (False, True):
-        torch.set_flush_denormal(mode)
-        try:
-            assert tasks._flush_denormal(lambda spec: flushed())({}) and flushed() == mode
-        finally:
-            torch.set_flush_denormal(False)
