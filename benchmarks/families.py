@@ -53,7 +53,6 @@ _spec = importlib.util.spec_from_file_location("_bench_train", Path(__file__).wi
 _bench_train = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(_bench_train)
 per_trial_epoch = _bench_train.per_trial_epoch  # best(E epochs) - best(1 epoch), per trial-epoch
-_two_reads_one_write = _bench_train._two_reads_one_write
 
 MNIST_IMAGES = 60_000
 
@@ -203,14 +202,7 @@ def gemm_gflops(shapes, threads: int, repeats: int = 5) -> dict[tuple, float]:
 
 def bandwidth_gbs(n_floats: int, trials: int, repeats: int = 10) -> float:
     """GB/s of a streaming 2-reads-1-write pass over ``trials`` x ``n_floats`` float32 (numba, parallel)."""
-    W = np.ones((trials, n_floats), np.float32)
-    _two_reads_one_write(W, np.float32(1.0))
-    best = float("inf")
-    for _ in range(repeats):
-        t = time.perf_counter()
-        _two_reads_one_write(W, np.float32(1.0))
-        best = min(best, time.perf_counter() - t)
-    return 3 * W.nbytes / best / 1e9
+    return 3 * 4 * n_floats * trials / _bench_train.best_pass_seconds(n_floats, trials, repeats) / 1e9
 
 
 def floor_ms(f: Family, peak: float, threads: int) -> tuple[float, str, dict]:

@@ -90,20 +90,26 @@ def _two_reads_one_write(W, c):
     return acc
 
 
-def floor_ms(arch, trials: int = 4, repeats: int = 20) -> float:
-    """Memory floor per trial-epoch: the least memory traffic of one SGD epoch -- read all weights twice
-    (forward, backward) and write them once (update) -- measured as a numba kernel that reads each
-    trial's weights once and then reads and writes them once (2 reads + 1 write), ``trials`` trials in
-    parallel on all threads, as the kernel runs. Best of ``repeats``."""
-    n = sum(p.numel() for p in models.build(arch, seed=0).parameters())
-    W = np.ones((trials, n), np.float32)
+def best_pass_seconds(n_floats: int, trials: int, repeats: int) -> float:
+    """Best of ``repeats`` wall times of one 2-reads-1-write pass (:func:`_two_reads_one_write`) over
+    ``trials`` x ``n_floats`` float32 weights, the trials in parallel on all threads (after a warm-up)."""
+    W = np.ones((trials, n_floats), np.float32)
     _two_reads_one_write(W, np.float32(1.0))
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
         _two_reads_one_write(W, np.float32(1.0))
         best = min(best, time.perf_counter() - start)
-    return 1e3 * best / trials
+    return best
+
+
+def floor_ms(arch, trials: int = 4, repeats: int = 20) -> float:
+    """Memory floor per trial-epoch: the least memory traffic of one SGD epoch -- read all weights twice
+    (forward, backward) and write them once (update) -- measured as a numba kernel that reads each
+    trial's weights once and then reads and writes them once (2 reads + 1 write), ``trials`` trials in
+    parallel on all threads, as the kernel runs. Best of ``repeats``."""
+    n = sum(p.numel() for p in models.build(arch, seed=0).parameters())
+    return 1e3 * best_pass_seconds(n, trials, repeats) / trials
 
 
 def mnist_epoch_s(trials: int, repeats: int) -> float:

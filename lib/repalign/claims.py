@@ -254,6 +254,18 @@ def finish_chapter(chapter: str, *, started: str, profile: str | None = None) ->
     _log_run(chapter, profile, started=started, finished=_now())
 
 
+def _readable(directory: Path, pattern: str):
+    """``(path, rows)`` of every file matching ``pattern`` in ``directory``, in name order; a file that
+    cannot be parsed is skipped with a :class:`CorruptClaimsWarning` naming it."""
+    for path in sorted(directory.glob(pattern)):
+        try:
+            rows = _read_rows(path)
+        except ValueError as exc:
+            warnings.warn(str(exc), CorruptClaimsWarning, stacklevel=3)
+            continue
+        yield path, rows
+
+
 def incomplete(profile: str | None = None, directory: str | Path | None = None) -> dict[str, str]:
     """``{chapter: start time}`` of the chapters whose last run under ``profile`` started and did not
     finish (interrupted, or still running). A corrupt run log is skipped with a
@@ -261,12 +273,7 @@ def incomplete(profile: str | None = None, directory: str | Path | None = None) 
     profile = profiles.current() if profile is None else profiles._check(profile, "`profile`")
     directory = claims_dir() if directory is None else Path(directory)
     out = {}
-    for path in sorted(directory.glob("*.runs")):
-        try:
-            rows = _read_rows(path)
-        except ValueError as exc:
-            warnings.warn(str(exc), CorruptClaimsWarning, stacklevel=2)
-            continue
+    for path, rows in _readable(directory, "*.runs"):
         for row in rows:
             if row.get("profile") == profile and row.get("finished") is None:
                 out[path.stem] = str(row.get("started"))
@@ -367,12 +374,7 @@ def load(directory: str | Path | None = None) -> list[Claim]:
     """
     directory = claims_dir() if directory is None else Path(directory)
     out: list[Claim] = []
-    for path in sorted(directory.glob("*.json")):
-        try:
-            rows = _read_rows(path)
-        except ValueError as exc:
-            warnings.warn(str(exc), CorruptClaimsWarning, stacklevel=2)
-            continue
+    for _, rows in _readable(directory, "*.json"):
         out.extend(Claim(**row) for row in rows)
     return out
 
