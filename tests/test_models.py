@@ -162,6 +162,19 @@ def test_init_depends_on_seed_only():
 
 # ---------------------------------------------------------------- batched model
 
+def _assert_trials_match(batched, arch, seeds, x, out, hs):
+    """Trial ``k`` of ``batched`` computes what ``models.build(arch, seed=seeds[k])`` computes on ``x``
+    (``out, hs`` the batched forward pass) and gives back exactly its weights."""
+    for k, s in enumerate(seeds):
+        single = models.build(arch, seed=s, dtype=torch.float64)
+        o, h = single(x, hidden="all")
+        torch.testing.assert_close(out[k], o, rtol=1e-13, atol=1e-14)
+        for a, b in zip(hs, h):
+            torch.testing.assert_close(a[k], b, rtol=1e-13, atol=1e-14)
+        for p, q in zip(batched.trial(k).parameters(), single.parameters()):
+            assert torch.equal(p, q)
+
+
 @pytest.mark.parametrize("variant", ["mlp", "skip"])
 def test_batched_mlp_equals_its_trials(variant):
     arch = SMALL[variant]
@@ -170,15 +183,7 @@ def test_batched_mlp_equals_its_trials(variant):
     x = torch.randn(5, 1, dtype=torch.float64)
     out, hs = batched(x, hidden="all")
     assert out.shape == (3, 5, 1) and len(hs) == arch.hidden_layers and hs[0].shape == (3, 5, arch.width)
-    for k, s in enumerate(seeds):
-        single = models.build(arch, seed=s, dtype=torch.float64)
-        o, h = single(x, hidden="all")
-        torch.testing.assert_close(out[k], o, rtol=1e-13, atol=1e-14)
-        for a, b in zip(hs, h):
-            torch.testing.assert_close(a[k], b, rtol=1e-13, atol=1e-14)
-        back = batched.trial(k)
-        for p, q in zip(back.parameters(), single.parameters()):
-            assert torch.equal(p, q)
+    _assert_trials_match(batched, arch, seeds, x, out, hs)
 
 
 def test_batched_conv_equals_its_trials():
@@ -189,14 +194,7 @@ def test_batched_conv_equals_its_trials():
     x = torch.randn(5, 1, dtype=torch.float64)
     out, hs = batched(x, hidden="all")
     assert out.shape == (3, 5, 1) and len(hs) == models.n_hidden(arch)
-    for k, s in enumerate(seeds):
-        single = models.build(arch, seed=s, dtype=torch.float64)
-        o, h = single(x, hidden="all")
-        torch.testing.assert_close(out[k], o, rtol=1e-13, atol=1e-14)
-        for a, b in zip(hs, h):
-            torch.testing.assert_close(a[k], b, rtol=1e-13, atol=1e-14)
-        for p, q in zip(batched.trial(k).parameters(), single.parameters()):
-            assert torch.equal(p, q)
+    _assert_trials_match(batched, arch, seeds, x, out, hs)
 
 
 def test_batched_dropout_evaluates_in_eval_mode_only():
