@@ -202,3 +202,62 @@ def test_tasks_run_torch_with_one_thread_and_restore_it():
     before = torch.get_num_threads()
     seen = tasks._one_torch_thread(lambda spec: torch.get_num_threads())({})
     assert seen == 1 and torch.get_num_threads() == before
+
+
+def _paper_task(seed=0):
+    return Task("test_poly", {"n": 4, "power": 3, "seed": seed, "profile": "paper"})
+
+
+@pytest.fixture
+def published(tmp_path, monkeypatch):
+    """A published paper-profile store holding `_paper_task(0)`, and an empty local store."""
+    monkeypatch.setenv(st.PUBLISHED_ENV_VAR, str(tmp_path / "published"))
+    monkeypatch.setenv(st.ENV_VAR, str(tmp_path / "local"))
+    monkeypatch.delenv(st.STORE_ONLY_ENV_VAR, raising=False)
+    pub = Store(tmp_path / "published" / "paper")
+    pub.compute(_paper_task(0))
+    return pub
+
+
+def test_cached_reads_the_published_store_when_the_local_one_lacks_the_task(published, tmp_path):
+    result = st.cached(_paper_task(0))
+    assert result.loaded and result.provenance["store"] == str(published.root)
+    assert not (tmp_path / "local").exists()  # nothing was computed or copied
+    assert "1 loaded from the published paper-profile store" in st.describe([result])
+    fresh = st.cached(_paper_task(1))  # not published: computed into the local store
+    assert not fresh.loaded and _paper_task(1) in Store(tmp_path / "local")
+    assert st.describe([result, fresh]).endswith(", 1 computed now.")
+
+
+def test_a_local_result_wins_over_the_published_one(published, tmp_path):
+    local = Store(tmp_path / "local")
+    local.put(_paper_task(0), {"x": np.zeros(1)})
+    result = st.cached(_paper_task(0))
+    assert result.provenance["store"] == str(local.root) and result["x"].tolist() == [0.0]
+    assert "loaded from the store" in st.describe([result])
+
+
+def test_an_explicit_store_has_no_published_fallback(published, tmp_path):
+    assert not Store(tmp_path / "elsewhere").compute(_paper_task(0)).loaded
+
+
+def test_store_only_raises_for_a_missing_task_and_says_how_to_compute_it(published, monkeypatch):
+    monkeypatch.setenv(st.STORE_ONLY_ENV_VAR, "1")
+    assert st.cached(_paper_task(0)).loaded  # present: loaded as usual
+    with pytest.raises(st.MissingResultError, match=r"campaign run --profile paper"):
+        st.cached(_paper_task(1))
+
+
+@pytest.mark.parametrize("value", ["2", "on", "ye s"])
+def test_store_only_rejects_values_it_cannot_read(monkeypatch, value):
+    monkeypatch.setenv(st.STORE_ONLY_ENV_VAR, value)
+    with pytest.raises(ValueError, match=st.STORE_ONLY_ENV_VAR):
+        st.store_only()
+
+
+def test_published_root_names_a_profile(tmp_path, monkeypatch):
+    monkeypatch.setenv(st.PUBLISHED_ENV_VAR, str(tmp_path))
+    assert st.published_root("paper") == tmp_path / "paper"
+    assert st.published_store("paper") is None  # no such directory yet
+    with pytest.raises(ValueError, match="profile"):
+        st.published_root("fast")

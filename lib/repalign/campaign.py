@@ -5,8 +5,9 @@ Usage (also as the console script ``repalign-campaign``)::
 
     python -m repalign.campaign plan   [--profile P] [--chapter N]
     python -m repalign.campaign run    [--profile P] [--chapter N] [--workers K] [--scheduler tcp://host:8786]
-    python -m repalign.campaign status [--profile P]
-    python -m repalign.campaign verify [--sample K] [--seed S]
+    python -m repalign.campaign status [--profile P] [--complete-chapters]
+    python -m repalign.campaign verify [--sample K] [--seed S] [--budget SECONDS] [--workers K]
+    python -m repalign.campaign publish --store CAMPAIGN_STORE [--profile P] [--to DIR]
 
 ``--tasks FILE.json`` (a list of ``{"experiment": ..., "spec": {...}}``) replaces a profile's tasks by
 your own, e.g. a sweep over more seeds. Every command takes ``--store DIR`` (default
@@ -32,14 +33,27 @@ stored tasks of the same experiment and Table 1 row, else of the same experiment
 number of workers.
 
 ``verify`` recomputes a seeded random sample of stored tasks and compares every array with
-:func:`numpy.allclose` at ``rtol=VERIFY_RTOL``, ``atol=VERIFY_ATOL``: see :data:`VERIFY_RTOL`. It exits
-with status 1 on a mismatch.
+:func:`numpy.allclose` at ``rtol=VERIFY_RTOL``, ``atol=VERIFY_ATOL``: see :data:`VERIFY_RTOL`. ``--seed``
+takes an integer or any text (CI passes the commit hash, so that each commit checks other tasks);
+``--budget SECONDS`` draws tasks in the seeded order while their recorded wall times still fit in
+``SECONDS`` on ``--workers`` workers, so a check of a store of hours-long tasks stays bounded. With
+``--profile``, stored results of a task of the profile's plan made at an *older result version* (the code's
+output changed and nobody re-ran it) fail the check, with the command that recomputes them. It exits with
+status 1 on a mismatch or a stale result.
+
+``publish`` copies a profile's finished tasks from a campaign store into its published store
+(``published/<profile>/``, :func:`repalign.store.published_root`), compacted by :func:`compact` (floats
+stored as float32), with each task's provenance, and writes ``SUMMARY.md`` there: tasks per chapter,
+revisions, machines, CPU-hours and dates. The chapters read the published store when the local one
+lacks a task (:func:`repalign.store.cached`).
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
+import json
 import os
 import socket
 import subprocess
@@ -54,7 +68,8 @@ import numpy as np
 from . import store as _store
 from .store import Store, Task
 
-__all__ = ["main", "pending", "run", "estimate", "verify", "read_tasks", "local_cluster", "VERIFY_RTOL", "VERIFY_ATOL"]
+__all__ = ["main", "pending", "run", "estimate", "verify", "stale", "compact", "publish", "summary", "seed_from",
+           "read_tasks", "local_cluster", "VERIFY_RTOL", "VERIFY_ATOL"]
 
 #: Tolerance of ``verify``. Every task is deterministic on one machine: the kernel gives byte-identical
 #: arrays with 1 or 2 numba threads (measured: the quick profile's default network, 3 seeds x 3000 epochs
@@ -233,41 +248,119 @@ def _default_workers() -> int:
         return os.cpu_count() or 1
 
 
-def verify(store: Store, *, sample: int = 3, seed: int = 0, rtol: float = VERIFY_RTOL, atol: float = VERIFY_ATOL,
-           profile: str | None = None) -> list[dict]:
-    """Recompute ``sample`` stored tasks chosen at random (``seed``) in this process and compare.
+def seed_from(seed: int | str) -> int:
+    """A sampling seed from an integer, or from any text (e.g. a commit hash: the first 16 hex digits of
+    its SHA-256), so that ``verify --seed "$(git rev-parse HEAD)"`` checks other tasks on each commit."""
+    if isinstance(seed, bool) or not isinstance(seed, (int, str)):
+        raise TypeError(f"`seed` must be an int or a string, got {seed!r}")
+    if isinstance(seed, int) or seed.strip().isdigit():
+        value = int(seed)
+        if value < 0:
+            raise ValueError(f"`seed` must be >= 0, got {value}")
+        return value
+    if not seed.strip():
+        raise ValueError("`seed` must be an integer or a non-empty string, got ''")
+    return int(hashlib.sha256(seed.strip().encode()).hexdigest()[:16], 16)
 
-    The command line first sets this process to one torch and one numba thread, as a worker runs.
 
-    Returns one dict per task: ``label``, ``ok``, ``max_abs`` and ``max_rel`` (the largest difference of
-    any array) and ``worst`` (that array's name). Stored files of an older result version are skipped.
-    """
-    if not isinstance(sample, int) or sample < 1:
-        raise ValueError(f"`sample` must be an integer >= 1, got {sample!r}")
-    candidates = []
+def compact(arrays) -> dict[str, np.ndarray]:
+    """What a published store keeps of a task's arrays: float64 stored as float32 (a relative rounding
+    of 6e-8, far inside :data:`VERIFY_RTOL`), everything else unchanged. ``verify`` compacts a fresh
+    result the same way before comparing it with a compacted one."""
+    return {k: (np.asarray(a, dtype=np.float32) if np.asarray(a).dtype == np.float64 else np.asarray(a))
+            for k, a in arrays.items()}
+
+
+def _stored_tasks(store: Store, profile: str | None) -> list[tuple[Task, dict]]:
+    out = []
     for prov in store.tasks():
         if profile is not None and prov["spec"].get("profile") != profile:
             continue
         try:
             task = Task(prov["experiment"], prov["spec"])
             if task.key == prov["key"]:
-                candidates.append(task)
+                out.append((task, prov))
         except ValueError:  # an experiment this code no longer has
             continue
+    return out
+
+
+def stale(store: Store, tasks) -> list[tuple[Task, int]]:
+    """The tasks of ``tasks`` that ``store`` holds only at an older result version: ``(task, stored version)``.
+
+    A result version is bumped when the code's output for the same spec changes; a store whose files
+    still carry the old version no longer serves those tasks, and nobody re-ran them."""
+    current = {(t.experiment, _store._canonical(dict(t.spec))): t for t in tasks}
+    out = []
+    for prov in store.tasks():
+        t = current.get((prov.get("experiment"), _store._canonical(prov.get("spec", {}))))
+        if t is not None and prov.get("result_version") != t.version and t not in store:
+            out.append((t, prov.get("result_version")))
+    return out
+
+
+def verify(store: Store, *, sample: int = 3, seed: int | str = 0, rtol: float = VERIFY_RTOL, atol: float = VERIFY_ATOL,
+           profile: str | None = None, budget: float | None = None, workers: int = 1) -> list[dict]:
+    """Recompute ``sample`` stored tasks chosen at random (``seed``, see :func:`seed_from`) and compare.
+
+    With ``budget`` (seconds), tasks are drawn in the seeded order and kept while the sum of their stored
+    wall times fits in ``budget * workers`` (at most ``sample`` of them; a task longer than the budget is
+    never drawn). ``workers > 1`` recomputes them in that many processes; ``workers=1`` in this one
+    (the command line first sets it to one torch and one numba thread, as a worker runs).
+
+    Returns one dict per task: ``label``, ``ok``, ``max_abs`` and ``max_rel`` (the largest difference of
+    any array), ``worst`` (that array's name) and ``seconds`` (the stored wall time). Stored files of an
+    older result version are skipped here (see :func:`stale`).
+    """
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+        raise ValueError(f"`sample` must be an integer >= 1, got {sample!r}")
+    if budget is not None and not (isinstance(budget, (int, float)) and budget > 0 and np.isfinite(budget)):
+        raise ValueError(f"`budget` must be a positive number of seconds, got {budget!r}")
+    if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
+        raise ValueError(f"`workers` must be an integer >= 1, got {workers!r}")
+    candidates = _stored_tasks(store, profile)
     if not candidates:
         return []
-    rng = np.random.default_rng(seed)
-    chosen = rng.choice(len(candidates), size=min(sample, len(candidates)), replace=False)
+    order = np.random.default_rng(seed_from(seed)).permutation(len(candidates))
+    chosen, spent = [], 0.0
+    for i in order:
+        if len(chosen) == sample:
+            break
+        cost = float(candidates[i][1].get("wall_seconds", 0.0))
+        if budget is not None and spent + cost > budget * workers:
+            continue
+        chosen.append(int(i))
+        spent += cost
+    chosen.sort()
     report = []
-    for i in sorted(chosen):
-        task = candidates[i]
+    todo = []
+    for i in chosen:
+        task, prov = candidates[i]
         stored = store.get(task)
         if stored is None:
             report.append({"label": task.label(), "ok": False, "max_abs": np.inf, "max_rel": np.inf,
-                           "worst": "(stored file corrupt)"})
-            continue
-        fresh = task.run()
-        report.append(_compare(task, stored.arrays, fresh, rtol, atol))
+                           "worst": "(stored file corrupt)", "seconds": prov.get("wall_seconds")})
+        else:
+            todo.append((task, stored))
+    fresh_results = {}
+    if workers == 1:
+        for task, _ in todo:
+            fresh_results[task] = task.run()
+    else:
+        def done(task, outcome):
+            status, payload, _ = outcome
+            if status != "ok":
+                raise RuntimeError(f"recomputing {task.label()} failed:\n{payload}")
+            fresh_results[task] = payload
+
+        _run_local([t for t, _ in todo], workers, done)
+    for task, stored in todo:
+        fresh = fresh_results[task]
+        if stored.provenance.get("compacted"):
+            fresh = compact(fresh)
+        row = _compare(task, stored.arrays, fresh, rtol, atol)
+        row["seconds"] = stored.provenance.get("wall_seconds")
+        report.append(row)
     return report
 
 
@@ -290,6 +383,58 @@ def _compare(task, stored, fresh, rtol, atol) -> dict:
         if m > row["max_abs"]:
             row.update(max_abs=m, max_rel=rel, worst=name)
     return row
+
+
+def publish(source: Store, tasks, destination: Store) -> dict[str, int]:
+    """Copy the tasks of ``tasks`` that ``source`` holds into ``destination``, compacted (:func:`compact`).
+
+    Each published file keeps its task's provenance (revision, machine, times) with ``"compacted"``
+    and the SHA-256 of the original file added. A task already published from the same original is
+    left alone; one published from another original (a re-run) is replaced.
+
+    Returns ``{"published": ..., "unchanged": ..., "missing": ...}`` (missing: not in ``source``).
+    """
+    if Path(source.root).resolve() == Path(destination.root).resolve():
+        raise ValueError(f"publishing needs two stores; both are {source.root}")
+    counts = {"published": 0, "unchanged": 0, "missing": 0}
+    for task in tasks:
+        original = source.get(task)
+        if original is None:
+            counts["missing"] += 1
+            continue
+        there = destination.get(task) if task in destination else None
+        made_from = None if there is None else there.provenance.get("compacted", {}).get("from_sha256")
+        if made_from == original.provenance["sha256"]:
+            counts["unchanged"] += 1
+            continue
+        prov = {k: v for k, v in original.provenance.items()
+                if k not in ("store", "sha256", "arrays", "key", "spec", "experiment", "result_version")}
+        prov["compacted"] = {"from_sha256": original.provenance["sha256"], "floats": "float32"}
+        destination.put(task, compact(original.arrays), prov)
+        counts["published"] += 1
+    return counts
+
+
+def summary(store: Store, plan: dict[str, list[Task]]) -> str:
+    """A Markdown summary of what ``store`` holds of each chapter's tasks in ``plan``: done / total, the
+    revisions and machines that computed them, CPU-hours (wall time x torch threads) and dates."""
+    rows = []
+    totals = Counter()
+    for chapter, tasks in plan.items():
+        provs = [r.provenance for r in (store.get(t) for t in tasks) if r is not None]
+        cpu_h = sum(float(p.get("wall_seconds", 0.0)) * int(p.get("torch_threads") or 1) for p in provs) / 3600
+        revs = sorted({str(p.get("git_revision", "?"))[:7] + ("-dirty" if p.get("git_dirty") else "") for p in provs})
+        machines = sorted({f"{p.get('device', '?')}, {p.get('cpu_count', '?')} CPUs" for p in provs})
+        days = sorted(str(p.get(k, "?"))[:16].replace("T", " ") for p in provs for k in ("started", "finished"))
+        when = f"{days[0]} to {days[-1]} UTC" if days else "-"
+        rows.append([chapter, f"{len(provs)} / {len(tasks)}", f"{cpu_h:.2f}", ", ".join(revs) or "-",
+                     "; ".join(machines) or "-", when])
+        totals.update(done=len(provs), total=len(tasks))
+        totals["cpu_h"] += cpu_h
+    from .tables import markdown_table
+
+    table = markdown_table(["chapter", "tasks stored", "CPU-hours", "revisions", "machines", "computed"], rows)
+    return (f"{totals['done']} of {totals['total']} tasks stored, {totals['cpu_h']:.2f} CPU-hours.\n\n{table}\n")
 
 
 def _free_port() -> int:
@@ -352,8 +497,6 @@ def _tasks(args) -> dict[str, list[Task]]:
 
 def read_tasks(path) -> list[Task]:
     """The tasks listed in a JSON file: ``[{"experiment": ..., "spec": {...}}, ...]`` (``--tasks FILE``)."""
-    import json
-
     try:
         rows = json.loads(Path(path).read_text())
         return [Task(r["experiment"], r["spec"]) for r in rows]
@@ -406,7 +549,18 @@ def _cmd_run(args, store) -> int:
 
 def _cmd_status(args, store) -> int:
     failed_dir = store.root / "failed"
-    for chapter, tasks in _tasks(args).items():
+    plan = _tasks(args)
+    if args.complete_chapters:
+        if args.tasks:
+            raise SystemExit("--complete-chapters lists the book's chapters: it cannot be combined with --tasks")
+        from . import tasks as _tasks_module
+
+        book = Path(_LIB).parent / "book"
+        done = [book / f"{key}.md" for key in plan
+                if all(t in store for t in _tasks_module.chapter_tasks(key, args.profile, device=args.device))]
+        print(" ".join(os.path.relpath(path) for path in done))
+        return 0
+    for chapter, tasks in plan.items():
         by = defaultdict(Counter)
         for t in tasks:
             state = "done" if t in store else "failed" if _failed_path(store, t).exists() else "pending"
@@ -420,16 +574,52 @@ def _cmd_status(args, store) -> int:
 
 def _cmd_verify(args, store) -> int:
     _single_thread()
-    report = verify(store, sample=args.sample, seed=args.seed, rtol=args.rtol, atol=args.atol, profile=args.profile)
+    code = 0
+    if args.profile is not None:
+        old = stale(store, [t for tasks in _tasks(args).values() for t in tasks])
+        for task, version in old:
+            print(f"STALE {task.label()}: stored at result version {version}, the code is at version {task.version}")
+        if old:
+            print(f"{len(old)} stored results are of an older result version (the code's output changed and they "
+                  f"were not re-run). Recompute them with `python -m repalign.campaign run --profile {args.profile} "
+                  f"--store CAMPAIGN_STORE`, then `python -m repalign.campaign publish --store CAMPAIGN_STORE "
+                  f"--profile {args.profile}`.")
+            code = 1
+    report = verify(store, sample=args.sample, seed=args.seed, rtol=args.rtol, atol=args.atol, profile=args.profile,
+                    budget=args.budget, workers=args.workers or 1)
     if not report:
         print(f"nothing to verify in {store.root}")
-        return 0
+        return code
     for r in report:
+        took = "" if r.get("seconds") is None else f" [stored run {_fmt_seconds(float(r['seconds']))}]"
         print(f"{'OK  ' if r['ok'] else 'FAIL'} {r['label']}: max |diff| {r['max_abs']:.3g} "
-              f"(rel {r['max_rel']:.3g}) in {r['worst'] or '-'}")
+              f"(rel {r['max_rel']:.3g}) in {r['worst'] or '-'}{took}")
     bad = sum(not r["ok"] for r in report)
     print(f"{len(report) - bad}/{len(report)} match within rtol={args.rtol:g}, atol={args.atol:g}")
-    return 1 if bad else 0
+    return 1 if bad else code
+
+
+def _cmd_publish(args, store) -> int:
+    from . import tasks as _tasks_module
+    from .profiles import current
+
+    profile = args.profile or current()
+    target = Store(args.to) if args.to else _store.published_store(profile)
+    if target is None:
+        root = _store.published_root(profile)
+        if root is None:
+            raise SystemExit("no published store outside a source checkout: give --to DIR")
+        target = Store(root)
+    plan = _tasks_module.plan(profile, args.chapter, device=args.device) if not args.tasks else _tasks(args)
+    counts = publish(store, [t for tasks in plan.values() for t in tasks], target)
+    full_plan = _tasks_module.plan(profile, None, device=args.device) if not args.tasks else plan
+    text = (f"# Published {profile}-profile results\n\nWritten by `python -m repalign.campaign publish` from "
+            f"`{store.root}`; one `.npz` + `.json` (provenance) per task, floats as float32.\n\n"
+            + summary(target, full_plan))
+    _store._atomic_write(target.root / "SUMMARY.md", text.encode())
+    print(f"published {counts['published']}, unchanged {counts['unchanged']}, not yet computed {counts['missing']} "
+          f"-> {target.root} (summary in SUMMARY.md)")
+    return 0
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -447,12 +637,18 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("run", parents=[common], help="compute the missing tasks")
     s.add_argument("--scheduler", default=None, help="address of a Dask distributed scheduler, e.g. tcp://host:8786")
     s.add_argument("-q", "--quiet", action="store_true", help="no progress bar")
-    sub.add_parser("status", parents=[common], help="done / pending / failed per chapter and experiment")
+    s = sub.add_parser("status", parents=[common], help="done / pending / failed per chapter and experiment")
+    s.add_argument("--complete-chapters", action="store_true",
+                   help="print only the book paths of the chapters whose tasks are all stored")
     s = sub.add_parser("verify", parents=[common], help="recompute a random sample of stored tasks and compare")
     s.add_argument("--sample", type=int, default=3)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", default="0", help="an integer or any text, e.g. a commit hash (default 0)")
+    s.add_argument("--budget", type=float, default=None,
+                   help="draw tasks while their stored wall times fit in this many seconds on --workers workers")
     s.add_argument("--rtol", type=float, default=VERIFY_RTOL)
     s.add_argument("--atol", type=float, default=VERIFY_ATOL)
+    s = sub.add_parser("publish", parents=[common], help="copy finished tasks, compacted, into the published store")
+    s.add_argument("--to", default=None, help="published store directory (default published/<profile>)")
     return p
 
 
@@ -460,7 +656,9 @@ def main(argv=None) -> int:
     """The command line (see the module docstring); returns the exit status."""
     args = _parser().parse_args(argv)
     store = Store(args.store)
-    return {"plan": _cmd_plan, "run": _cmd_run, "status": _cmd_status, "verify": _cmd_verify}[args.command](args, store)
+    commands = {"plan": _cmd_plan, "run": _cmd_run, "status": _cmd_status, "verify": _cmd_verify,
+                "publish": _cmd_publish}
+    return commands[args.command](args, store)
 
 
 if __name__ == "__main__":

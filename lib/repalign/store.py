@@ -25,6 +25,14 @@ by :meth:`Store.compute`.
 
 The root is ``$REPALIGN_RESULTS_DIR`` if set, else ``results/store/`` at the repository root.
 
+**Published results.** A profile's long-run results travel with the project in a read-only store,
+``published/<profile>/`` at the repository root (or ``$REPALIGN_PUBLISHED_DIR/<profile>``), made by
+``python -m repalign.campaign publish``. :func:`cached` (what the chapters call) looks there when the
+local store lacks a task, so a reader builds the paper-profile book without training; a local result
+always wins (a re-run here is newer). With ``REPALIGN_STORE_ONLY=1`` a task found in neither store raises
+:class:`MissingResultError` (which says how to compute it) instead of training: the mode CI builds the
+paper-profile chapters in, where a missing result must be an error, not hours of training.
+
 >>> import tempfile
 >>> @register("demo_square", version=1)
 ... def _square(spec):
@@ -62,16 +70,26 @@ import numpy as np
 
 from ._validate import not_writable, results_dir
 
-__all__ = ["ENV_VAR", "StoreError", "CorruptResultWarning", "Experiment", "EXPERIMENTS", "register", "experiment",
-           "Task", "Result", "Store", "default_root", "cached", "describe", "machine_provenance", "run_timed"]
+__all__ = ["ENV_VAR", "PUBLISHED_ENV_VAR", "STORE_ONLY_ENV_VAR", "StoreError", "MissingResultError",
+           "CorruptResultWarning", "Experiment", "EXPERIMENTS", "register", "experiment", "Task", "Result", "Store",
+           "default_root", "published_root", "published_store", "store_only", "cached", "describe",
+           "machine_provenance", "run_timed"]
 
 ENV_VAR = "REPALIGN_RESULTS_DIR"
+#: Directory holding the published stores, one sub-directory per profile (default ``published/``).
+PUBLISHED_ENV_VAR = "REPALIGN_PUBLISHED_DIR"
+#: Set to ``1`` to make :func:`cached` raise :class:`MissingResultError` instead of computing a missing task.
+STORE_ONLY_ENV_VAR = "REPALIGN_STORE_ONLY"
 _KEY_DIGITS = 20
 _ZIP_DATE = (1980, 1, 1, 0, 0, 0)  # fixed member timestamps: equal arrays give equal bytes
 
 
 class StoreError(OSError):
     """The store directory cannot be created or written (permissions, read-only or full disk)."""
+
+
+class MissingResultError(LookupError):
+    """A task is in no store and ``$REPALIGN_STORE_ONLY`` forbids computing it; the message says how to."""
 
 
 class CorruptResultWarning(UserWarning):
@@ -292,6 +310,42 @@ def default_root() -> Path:
     return results_dir(ENV_VAR, "store")
 
 
+def published_root(profile: str) -> Path | None:
+    """Where ``profile``'s published store lives: ``$REPALIGN_PUBLISHED_DIR/<profile>``, else
+    ``published/<profile>`` at the repository root; None for an installed package without a checkout."""
+    from .profiles import _check
+
+    _check(profile, "`profile`")
+    env = os.environ.get(PUBLISHED_ENV_VAR, "").strip()
+    if env:
+        return Path(env) / profile
+    root = Path(__file__).resolve().parents[2]
+    return root / "published" / profile if (root / "pyproject.toml").exists() else None
+
+
+def published_store(profile: str) -> Store | None:
+    """The read-only published store of ``profile`` (:func:`published_root`), or None if it has none."""
+    root = published_root(profile)
+    return Store(root) if root is not None and root.is_dir() else None
+
+
+def store_only() -> bool:
+    """Whether ``$REPALIGN_STORE_ONLY`` forbids computing missing tasks (``1``/``true``/``yes``; ``0``,
+    ``false``, ``no`` or unset: compute them).
+
+    Raises
+    ------
+    ValueError
+        If the variable holds anything else (a typo must not silently start hours of training).
+    """
+    value = os.environ.get(STORE_ONLY_ENV_VAR, "").strip().lower()
+    if value in ("", "0", "false", "no"):
+        return False
+    if value in ("1", "true", "yes"):
+        return True
+    raise ValueError(f"environment variable {STORE_ONLY_ENV_VAR} must be 1/true/yes or 0/false/no, got {value!r}")
+
+
 def _now() -> str:
     return _dt.datetime.now(_dt.UTC).isoformat(timespec="milliseconds")
 
@@ -321,7 +375,9 @@ class Store:
         return npz.exists() and meta.exists()
 
     def get(self, task: Task) -> Result | None:
-        """The stored result of ``task``, or None if absent or corrupt (a warning names a corrupt file)."""
+        """The stored result of ``task``, or None if absent or corrupt (a warning names a corrupt file).
+
+        The returned provenance carries ``"store"``: the directory it was read from."""
         npz, meta = self.paths(task)
         if not (npz.exists() and meta.exists()):
             return None
@@ -337,6 +393,7 @@ class Store:
             warnings.warn(f"ignoring corrupt stored result {npz} ({exc}); it will be recomputed",
                           CorruptResultWarning, stacklevel=2)
             return None
+        prov["store"] = str(self.root)
         return Result(task, MappingProxyType(arrays), MappingProxyType(prov), True)
 
     def put(self, task: Task, arrays: Mapping[str, Any], provenance: Mapping[str, Any] | None = None) -> Result:
@@ -390,25 +447,69 @@ def run_timed(task: Task) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return arrays, prov
 
 
+def _source(result: Result) -> str:
+    """Where a loaded result came from, for :func:`describe`: the store, or a profile's published store."""
+    profile = result.task.spec.get("profile")
+    if isinstance(profile, str) and profile in _profiles():
+        pub = published_root(profile)
+        if pub is not None and str(result.provenance.get("store")) == str(pub):
+            return f"the published {profile}-profile store"
+    return "the store"
+
+
+def _profiles() -> tuple[str, ...]:
+    from .profiles import PROFILES
+
+    return tuple(PROFILES)
+
+
 def describe(results) -> str:
-    """One sentence for a chapter: how many ``results`` were loaded (from which revisions and dates) and
-    how many were computed now, e.g. ``"12 results: 12 loaded from the store (revision 7851ca3,
-    2026-12-02), 0 computed now."``"""
+    """One sentence for a chapter: how many ``results`` were loaded (from which store, revisions and
+    dates) and how many were computed now, e.g. ``"12 results: 12 loaded from the published
+    paper-profile store (revision 7851ca3, 2026-12-02), 0 computed now."``"""
     results = list(results)
-    loaded = [r for r in results if r.loaded]
-    text = f"{len(results)} results: {len(loaded)} loaded from the store"
-    if loaded:
+    groups: dict[str, list[Result]] = {}
+    for r in results:
+        if r.loaded:
+            groups.setdefault(_source(r), []).append(r)
+    parts = []
+    for source, loaded in groups.items():
         revs = sorted({str(r.provenance.get("git_revision", "unknown"))[:7]
                        + ("-dirty" if r.provenance.get("git_dirty") else "") for r in loaded})
         days = sorted({str(r.provenance.get("finished", "?"))[:10] for r in loaded})
-        text += (f" (revision{'s' * (len(revs) > 1)} {', '.join(revs)}, "
-                 f"{days[0] if len(days) == 1 else days[0] + ' to ' + days[-1]})")
-    return text + f", {len(results) - len(loaded)} computed now."
+        parts.append(f"{len(loaded)} loaded from {source} (revision{'s' * (len(revs) > 1)} {', '.join(revs)}, "
+                     f"{days[0] if len(days) == 1 else days[0] + ' to ' + days[-1]})")
+    if not parts:
+        parts = ["0 loaded from the store"]
+    n_loaded = sum(len(g) for g in groups.values())
+    return f"{len(results)} results: {', '.join(parts)}, {len(results) - n_loaded} computed now."
 
 
 def cached(task: Task, store: Store | None = None) -> Result:
-    """``Store(store).compute(task)``: the stored result of ``task``, computed and stored if missing."""
-    return (Store() if store is None else store).compute(task)
+    """The stored result of ``task``, computed and stored if missing (what the chapters call).
+
+    With ``store=None``: the local store (:class:`Store()`), else the published store of the task's
+    profile (:func:`published_store`), else computed and written to the local store, unless
+    ``$REPALIGN_STORE_ONLY`` is set (:func:`store_only`), which raises :class:`MissingResultError`
+    instead. An explicit ``store`` is ``store.compute(task)``: no published fallback.
+    """
+    if store is not None:
+        return store.compute(task)
+    local = Store()
+    hit = local.get(task)
+    profile = task.spec.get("profile")
+    published = published_store(profile) if isinstance(profile, str) and profile in _profiles() else None
+    if hit is None and published is not None:
+        hit = published.get(task)
+    if hit is not None:
+        return hit
+    if store_only():
+        where = f"{local.root}" + ("" if published is None else f" nor in {published.root}")
+        raise MissingResultError(
+            f"{task.label()} (key {task.key}) is not in {where}, and {STORE_ONLY_ENV_VAR} forbids training it "
+            f"here. Compute it with `python -m repalign.campaign run --profile {profile}` (add --store DIR "
+            f"to choose where), or unset {STORE_ONLY_ENV_VAR} to train it now.")
+    return local.put(task, *run_timed(task))
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
