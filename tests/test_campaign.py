@@ -163,3 +163,60 @@ def test_status_lists_the_chapters_whose_tasks_are_all_stored(tmp_path, capsys, 
     campaign.main(["status", "--profile", "quick", "--store", str(empty.root), "--complete-chapters"])
     listed = capsys.readouterr().out.split()
     assert len(listed) == 1 and listed[0].endswith("book/07_depth.md") and (tmp_path / listed[0]).exists()
+
+
+def test_an_in_process_run_leaves_the_callers_threads_and_environment_alone(tiny, monkeypatch):
+    """verify and ``--workers 1`` compute in the caller's process: they must not set NUMBA_NUM_THREADS
+    (numba re-reads it at every compilation and raises when it differs from its running pool) nor keep
+    one torch/numba thread after they return."""
+    import os
+
+    import numba
+    import torch
+
+    _, store, good, _, _ = tiny
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    before = dict(os.environ), torch.get_num_threads(), numba.get_num_threads()
+    assert campaign.main(["verify", "--store", str(store.root), "--sample", "1", "--seed", "3"]) == 0
+    assert (dict(os.environ), torch.get_num_threads(), numba.get_num_threads()) == before
+
+    @numba.njit
+    def _fresh(x):  # a compilation after the run: raised RuntimeError before the fix
+        return x + 1
+
+    assert _fresh(1) == 2
+
+
+def test_compact_thins_long_trajectories_and_keeps_everything_else_whole():
+    n = 6001
+    arrays = {"epochs": np.arange(n), "dh_sq": np.random.default_rng(0).random((3, n)),
+              "z_theory": np.zeros((3, n, 3)), "rates": np.ones((3, 3)), "hidden": np.ones((3, 40, n - 1)),
+              "fit_message": np.array(["ok"] * 3)}
+    assert campaign.record_stride(n) == 7 and campaign.record_stride(1000) == 1 and campaign.record_stride(1001) == 2
+    out = campaign.compact(arrays)
+    kept = out["epochs"]
+    assert len(kept) <= campaign.PUBLISHED_RECORDS and kept[0] == 0 and kept[-1] == n - 1
+    assert np.all(np.diff(kept[:-1]) == 7)
+    assert out["dh_sq"].dtype == np.float32 and np.array_equal(out["dh_sq"], arrays["dh_sq"][:, kept].astype(np.float32))
+    assert out["z_theory"].shape == (3, len(kept), 3)
+    assert out["rates"].shape == (3, 3) and out["hidden"].shape == (3, 40, n - 1)  # not a trajectory: whole
+    assert np.array_equal(out["fit_message"], arrays["fit_message"])
+    with pytest.raises(ValueError, match="keep"):
+        campaign.record_stride(10, keep=1)
+
+
+def test_a_thinned_published_store_verifies_and_loads_as_a_recording(tiny, tmp_path, monkeypatch):
+    _, store, good, _, _ = tiny
+    monkeypatch.setattr(campaign, "PUBLISHED_RECORDS", 10)  # the tiny runs record 61 epochs: stride 7
+    published = Store(tmp_path / "thin")
+    campaign.publish(store, good[:1], published)
+    copy = published.get(good[0])
+    assert copy.provenance["compacted"]["record_stride"] == 7 and copy.provenance["compacted"]["records"] == 61
+    assert list(copy.arrays["epochs"]) == [0, 7, 14, 21, 28, 35, 42, 49, 56, 60]
+    report = campaign.verify(published, sample=1, seed=0)
+    assert report[0]["ok"], report
+    run = tasks.two_point_run(published.get(good[0]))
+    full = tasks.two_point_run(store.get(good[0]))
+    assert np.array_equal(run.recording.epochs, copy.arrays["epochs"])
+    assert np.allclose(run.recording.dh_sq, full.recording.dh_sq[:, copy.arrays["epochs"]], rtol=1e-6)

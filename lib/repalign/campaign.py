@@ -65,11 +65,13 @@ from pathlib import Path
 
 import numpy as np
 
+from . import _threads
 from . import store as _store
 from .store import Store, Task
 
 __all__ = ["main", "pending", "run", "estimate", "verify", "stale", "compact", "publish", "summary", "seed_from",
-           "read_tasks", "local_cluster", "VERIFY_RTOL", "VERIFY_ATOL"]
+           "read_tasks", "local_cluster", "record_stride", "VERIFY_RTOL", "VERIFY_ATOL",
+           "PUBLISHED_RECORDS"]
 
 #: Tolerance of ``verify``. Every task is deterministic on one machine: the kernel gives byte-identical
 #: arrays with 1 or 2 numba threads (measured: the quick profile's default network, 3 seeds x 3000 epochs
@@ -83,30 +85,29 @@ VERIFY_ATOL = 1e-7
 _LIB = str(Path(__file__).resolve().parents[1])  # the package's source root, for worker processes
 
 
-def _single_thread() -> None:
-    """One torch and one numba thread in this process (a worker runs one task per core)."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
-        os.environ.setdefault(var, "1")
-    import numba
-    import torch
-
-    torch.set_num_threads(1)
-    numba.set_num_threads(1)
-
-
 def _worker_init() -> None:
-    """A local worker: one thread, and Ctrl-C goes to the parent only (which stops the workers)."""
+    """A local worker process: one thread, and Ctrl-C goes to the parent only (which stops the workers).
+
+    The environment variables are set here, at the start of a fresh process and before numba launches
+    its thread pool, never in the caller's process: numba re-reads ``NUMBA_NUM_THREADS`` at every
+    compilation and refuses a value that differs from its running pool.
+    """
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _single_thread()
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMBA_NUM_THREADS"):
+        os.environ.setdefault(var, "1")
 
 
 def _compute(task: Task):
-    """Worker side: ``("ok", arrays, provenance)`` or ``("error", traceback text, None)``."""
+    """Worker side: ``("ok", arrays, provenance)`` or ``("error", traceback text, None)``.
+
+    One torch and one numba thread for the task (a worker runs one task per core); the caller's thread
+    counts are restored afterwards, so an in-process run (``--workers 1``, ``verify``) changes nothing.
+    """
     try:
-        _single_thread()
-        arrays, prov = _store.run_timed(task)
+        with _threads.torch_threads(1), _threads.numba_threads(1):
+            arrays, prov = _store.run_timed(task)
         return "ok", arrays, prov
     except Exception:  # noqa: BLE001  (recorded with its traceback, the campaign goes on)
         return "error", traceback.format_exc(), None
@@ -263,12 +264,47 @@ def seed_from(seed: int | str) -> int:
     return int(hashlib.sha256(seed.strip().encode()).hexdigest()[:16], 16)
 
 
+#: Records a published trajectory keeps at most (:func:`compact`). A paper-profile two-point run records
+#: every one of its 6000 epochs; its figures and the chapters' trajectory checks need far fewer (the
+#: fastest transition of the paper profile, the plateau escape, spans a few hundred epochs), and chapter
+#: 3's eleven 50-trial runs would otherwise take 120 MB. The fitted rates, fit errors and final values
+#: are computed from every epoch when the task runs and are published exactly (in float32).
+PUBLISHED_RECORDS = 1000
+
+
+def record_stride(n_records: int, keep: int = PUBLISHED_RECORDS) -> int:
+    """The stride :func:`compact` thins ``n_records`` records with: 1 up to ``keep``, else the smallest
+    stride that leaves at most ``keep`` records (the last record is always kept as well)."""
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 2:
+        raise ValueError(f"`keep` must be an integer >= 2, got {keep!r}")
+    return 1 if n_records <= keep else -(-(n_records - 1) // (keep - 1))
+
+
 def compact(arrays) -> dict[str, np.ndarray]:
     """What a published store keeps of a task's arrays: float64 stored as float32 (a relative rounding
-    of 6e-8, far inside :data:`VERIFY_RTOL`), everything else unchanged. ``verify`` compacts a fresh
-    result the same way before comparing it with a compacted one."""
-    return {k: (np.asarray(a, dtype=np.float32) if np.asarray(a).dtype == np.float64 else np.asarray(a))
-            for k, a in arrays.items()}
+    of 6e-8, far inside :data:`VERIFY_RTOL`), and trajectories of more than :data:`PUBLISHED_RECORDS`
+    records thinned to every :func:`record_stride`-th record plus the last one.
+
+    A trajectory is an array whose second axis (trials first) runs over the task's ``epochs`` record
+    array; ``epochs`` is thinned with it, so a loaded ``Recording`` names the epoch of every record it
+    keeps. Everything else (rates, fit errors, final distances, representations) is kept whole.
+    ``verify`` compacts a fresh result the same way before comparing it with a compacted one."""
+    out = {k: (np.asarray(a, dtype=np.float32) if np.asarray(a).dtype == np.float64 else np.asarray(a))
+           for k, a in arrays.items()}
+    epochs = out.get("epochs")
+    if epochs is None or epochs.ndim != 1:
+        return out
+    n = len(epochs)
+    stride = record_stride(n, PUBLISHED_RECORDS)
+    if stride == 1:
+        return out
+    keep = np.unique(np.append(np.arange(0, n, stride), n - 1))
+    for k, a in out.items():
+        if k == "epochs":
+            out[k] = a[keep]
+        elif a.ndim >= 2 and a.shape[1] == n:
+            out[k] = np.ascontiguousarray(a[:, keep])
+    return out
 
 
 def _stored_tasks(store: Store, profile: str | None) -> list[tuple[Task, dict]]:
@@ -305,8 +341,8 @@ def verify(store: Store, *, sample: int = 3, seed: int | str = 0, rtol: float = 
 
     With ``budget`` (seconds), tasks are drawn in the seeded order and kept while the sum of their stored
     wall times fits in ``budget * workers`` (at most ``sample`` of them; a task longer than the budget is
-    never drawn). ``workers > 1`` recomputes them in that many processes; ``workers=1`` in this one
-    (the command line first sets it to one torch and one numba thread, as a worker runs).
+    never drawn). ``workers > 1`` recomputes them in that many processes; ``workers=1`` in this one, with
+    one torch and one numba thread as a worker runs (the caller's counts are restored afterwards).
 
     Returns one dict per task: ``label``, ``ok``, ``max_abs`` and ``max_rel`` (the largest difference of
     any array), ``worst`` (that array's name) and ``seconds`` (the stored wall time). Stored files of an
@@ -344,8 +380,9 @@ def verify(store: Store, *, sample: int = 3, seed: int | str = 0, rtol: float = 
             todo.append((task, stored))
     fresh_results = {}
     if workers == 1:
-        for task, _ in todo:
-            fresh_results[task] = task.run()
+        with _threads.torch_threads(1), _threads.numba_threads(1):  # as a worker runs; restored afterwards
+            for task, _ in todo:
+                fresh_results[task] = task.run()
     else:
         def done(task, outcome):
             status, payload, _ = outcome
@@ -409,7 +446,9 @@ def publish(source: Store, tasks, destination: Store) -> dict[str, int]:
             continue
         prov = {k: v for k, v in original.provenance.items()
                 if k not in ("store", "sha256", "arrays", "key", "spec", "experiment", "result_version")}
-        prov["compacted"] = {"from_sha256": original.provenance["sha256"], "floats": "float32"}
+        n_records = len(original.arrays["epochs"]) if "epochs" in original.arrays else 0
+        prov["compacted"] = {"from_sha256": original.provenance["sha256"], "floats": "float32",
+                             "record_stride": record_stride(n_records, PUBLISHED_RECORDS), "records": n_records}
         destination.put(task, compact(original.arrays), prov)
         counts["published"] += 1
     return counts
@@ -573,7 +612,6 @@ def _cmd_status(args, store) -> int:
 
 
 def _cmd_verify(args, store) -> int:
-    _single_thread()
     code = 0
     if args.profile is not None:
         old = stale(store, [t for tasks in _tasks(args).values() for t in tasks])
