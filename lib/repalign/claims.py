@@ -10,6 +10,10 @@ renamed or removed since) forgotten. A run interrupted half way keeps the previo
 and is listed by :func:`incomplete`, which the scorecard shows. Chapter names are file-name stems
 (letters, digits, ``_``, ``-``, ``.``): no name can write outside the claims directory.
 
+The scorecard puts the profiles side by side (:func:`side_by_side`, :func:`comparison_markdown`,
+:func:`totals_markdown`): one row per claim, "not run" where a profile has no record of it. A check
+prints, under its own verdict, the other profile's stored record of the same claim, if there is one.
+
 >>> import tempfile, os
 >>> os.environ["REPALIGN_CLAIMS_DIR"] = tempfile.mkdtemp()
 >>> c = check("demo", "an identity holds", 3e-12, tolerance=1e-9, paper="eq. (1)", quiet=True)
@@ -583,7 +587,7 @@ def totals_markdown(rows: list[Row], *, profile_names: tuple[str, ...] = PROFILE
     if not rows:
         return "*No checks have been recorded yet: execute the chapters first.*"
     t = totals(rows, profile_names=profile_names)
-    lines = [f"The scorecard lists {_count(len(rows))}."]
+    lines = [f"The scorecard lists {_count(len(rows))}.\n"]
     for p in profile_names:
         c = t.counts[p]
         recorded = c["pass"] + c["fail"]
