@@ -10,6 +10,10 @@ renamed or removed since) forgotten. A run interrupted half way keeps the previo
 and is listed by :func:`incomplete`, which the scorecard shows. Chapter names are file-name stems
 (letters, digits, ``_``, ``-``, ``.``): no name can write outside the claims directory.
 
+The scorecard puts the profiles side by side (:func:`side_by_side`, :func:`comparison_markdown`,
+:func:`totals_markdown`): one row per claim, "not run" where a profile has no record of it. A check
+prints, under its own verdict, the other profile's stored record of the same claim, if there is one.
+
 >>> import tempfile, os
 >>> os.environ["REPALIGN_CLAIMS_DIR"] = tempfile.mkdtemp()
 >>> c = check("demo", "an identity holds", 3e-12, tolerance=1e-9, paper="eq. (1)", quiet=True)
@@ -34,10 +38,12 @@ from pathlib import Path
 
 from . import profiles
 from ._validate import not_writable, results_dir
+from .profiles import PROFILES
 from .tables import markdown_table
 
-__all__ = ["Claim", "ClaimFailed", "ClaimsDirError", "RELATIONS", "check", "for_chapter", "finish_chapter",
-           "incomplete", "claims_dir", "load", "scorecard_markdown"]
+__all__ = ["Claim", "ClaimFailed", "ClaimsDirError", "RELATIONS", "Row", "check", "for_chapter", "finish_chapter",
+           "incomplete", "claims_dir", "load", "scorecard_markdown", "side_by_side", "totals", "comparison_markdown",
+           "totals_markdown"]
 
 #: How ``measured`` is judged: against ``tolerance`` alone, or against ``expected`` within ``tolerance``.
 RELATIONS = {
@@ -97,6 +103,25 @@ class Claim:
             op = self.relation if holds else {"<=": ">", ">=": "<"}[self.relation]
             rule = f"{self.measured:.4g} {op} {self.tolerance:.4g}"
         return f"[{mark}] {self.claim}\n       {rule}   (paper: {self.paper}; profile: {self.profile})"
+
+    def tolerance_text(self) -> str:
+        """The tolerance as the scorecard shows it: ``≤ 0.1``, ``≥ 0.5``, ``0.703 ± 0.01``, ``100 ± 5 %``."""
+        return {
+            "<=": lambda: f"≤ {self.tolerance:.3g}",
+            ">=": lambda: f"≥ {self.tolerance:.3g}",
+            "close": lambda: f"{self.expected:.4g} ± {self.tolerance:.3g}",
+            "rel": lambda: f"{self.expected:.4g} ± {100 * self.tolerance:.3g} %",
+        }[self.relation]()
+
+    def short_revision(self) -> str:
+        """The commit hash of :attr:`revision` (``git describe`` output), with ``-dirty`` if it was."""
+        match = re.fullmatch(r"(?:.*-g)?([0-9a-f]{4,40})(-dirty)?", self.revision)
+        return self.revision if match is None else match[1] + (match[2] or "")
+
+    def recorded_line(self) -> str:
+        """The line a check prints for another profile's stored record of the same claim."""
+        return (f"       {self.profile} profile (rev {self.short_revision()}, {self.time[:10]}): "
+                f"{self.measured:.4g} — {self.verdict}")
 
 
 class ClaimsDirError(OSError):
@@ -211,9 +236,11 @@ def check(
         revision=_revision(),
         time=_now(),
     )
-    _store(record)
+    before = _store(record)
     if not quiet:
         print(record.line())
+        for other in _others(before, record):
+            print(other.recorded_line())
     if strict and not ok:
         raise ClaimFailed(record.line())
     return record
@@ -295,10 +322,36 @@ def _directory() -> Path:
     return directory
 
 
-def _store(record: Claim) -> None:
+def _store(record: Claim) -> list[dict]:
+    """Store ``record`` in its chapter's file, replacing its profile's previous record of the claim;
+    return the file's records as they were before (read under the lock anyway, so the check can show
+    the other profiles' records without reading the file again)."""
     key = (record.claim, record.profile)
-    _update(_directory() / f"{record.chapter}.json",
-            lambda rows: [r for r in rows if (r["claim"], r["profile"]) != key] + [asdict(record)])
+    before: list[dict] = []
+
+    def change(rows: list[dict]) -> list[dict]:
+        before.extend(rows)
+        return [r for r in rows if (r.get("claim"), r.get("profile")) != key] + [asdict(record)]
+
+    _update(_directory() / f"{record.chapter}.json", change)
+    return before
+
+
+def _others(rows: list[dict], record: Claim) -> list[Claim]:
+    """The records among ``rows`` of ``record``'s claim under the other profiles; a row that is not a
+    valid record is left out (the scorecard's loader warns about a broken file once; a check does not)."""
+    out = []
+    for row in rows:
+        if row.get("claim") != record.claim or row.get("profile") == record.profile:
+            continue
+        try:
+            other = Claim(**row)
+        except TypeError:  # missing or unknown fields
+            continue
+        if (isinstance(other.measured, int | float) and isinstance(other.time, str)
+                and isinstance(other.revision, str) and isinstance(other.profile, str)):
+            out.append(other)
+    return out
 
 
 class CorruptClaimsWarning(UserWarning):
@@ -395,12 +448,7 @@ def scorecard_markdown(records: list[Claim], *, compact: bool = False,
         head = head[1:-1]
     rows = []
     for r in records:
-        tol = {
-            "<=": lambda: f"≤ {r.tolerance:.3g}",
-            ">=": lambda: f"≥ {r.tolerance:.3g}",
-            "close": lambda: f"{r.expected:.4g} ± {r.tolerance:.3g}",
-            "rel": lambda: f"{r.expected:.4g} ± {100 * r.tolerance:.3g} %",
-        }[r.relation]()
+        tol = r.tolerance_text()
         verdict = "pass" if r.verdict == "pass" else "**FAIL**"
         chapter = r.chapter
         if r.chapter in incomplete:
@@ -410,3 +458,158 @@ def scorecard_markdown(records: list[Claim], *, compact: bool = False,
         cells = [chapter, r.claim, r.paper, f"{r.measured:.4g}", tol, verdict, r.profile]
         rows.append(cells[1:-1] if compact else cells)
     return markdown_table(head, rows)
+
+
+#: What the scorecard shows for a profile that has no record of a claim.
+NOT_RUN = "not run"
+
+
+@dataclass(frozen=True)
+class Row:
+    """One claim of one chapter on the side-by-side scorecard: its record under each profile that has one."""
+
+    chapter: str
+    claim: str
+    records: dict[str, Claim]
+
+    def verdict(self, profile: str) -> str:
+        """``"pass"``, ``"fail"`` or :data:`NOT_RUN` under ``profile``."""
+        record = self.records.get(profile)
+        return NOT_RUN if record is None else record.verdict
+
+    @property
+    def disagrees(self) -> bool:
+        """True if the claim passes under one profile and fails under another."""
+        return {"pass", "fail"} <= {r.verdict for r in self.records.values()}
+
+
+def side_by_side(records: list[Claim], *, profile_names: tuple[str, ...] = PROFILES) -> list[Row]:
+    """One :class:`Row` per (chapter, claim) recorded under any of ``profile_names``, a claim recorded under
+    only one profile included. Chapters in the order of ``records`` (:func:`load` sorts them); within a
+    chapter, the first profile's claims in the order it checked them, then the claims only the later
+    profiles have."""
+    by_chapter: dict[str, dict[str, dict[str, Claim]]] = {}
+    for profile in profile_names:
+        for r in records:
+            if r.profile == profile:
+                by_chapter.setdefault(r.chapter, {}).setdefault(r.claim, {})[profile] = r
+    order = list(dict.fromkeys(r.chapter for r in records if r.chapter in by_chapter))
+    return [Row(chapter, claim, found) for chapter in order for claim, found in by_chapter[chapter].items()]
+
+
+@dataclass(frozen=True)
+class Totals:
+    """Counts of a side-by-side scorecard: ``counts[profile]`` holds ``"pass"``, ``"fail"`` and
+    :data:`NOT_RUN`; ``disagreements`` the rows that pass under one profile and fail under another."""
+
+    counts: dict[str, dict[str, int]]
+    disagreements: list[Row]
+
+
+def totals(rows: list[Row], *, profile_names: tuple[str, ...] = PROFILES) -> Totals:
+    """Passed / failed / not run per profile over ``rows``, and the rows on which the profiles disagree."""
+    counts = {p: {"pass": 0, "fail": 0, NOT_RUN: 0} for p in profile_names}
+    for row in rows:
+        for p in profile_names:
+            counts[p][row.verdict(p)] += 1
+    return Totals(counts, [row for row in rows if row.disagrees])
+
+
+def _how_to_run(profile: str) -> str:
+    """How a reader gets ``profile``'s records of a chapter (``<chapter>`` stands for its file stem)."""
+    if profile == "paper":
+        return ("`BOOK_PROFILE=paper REPALIGN_STORE_ONLY=1 python -m pytest book/<chapter>.md` runs a chapter "
+                "from its published paper-profile results, once they are published; "
+                "`python -m repalign.campaign run --profile paper --chapter <chapter>` computes them")
+    return f"`BOOK_PROFILE={profile} python -m pytest book/<chapter>.md` runs a chapter"
+
+
+def _one(values: dict[str, str]) -> str:
+    """One cell for a text the profiles' records share; ``quick: a; paper: b`` where they differ."""
+    distinct = set(values.values())
+    if len(distinct) == 1:
+        return distinct.pop()
+    return "; ".join(f"{p}: {v}" for p, v in values.items())
+
+
+def comparison_markdown(rows: list[Row], *, profile_names: tuple[str, ...] = PROFILES,
+                        incomplete: dict[str, dict[str, str]] | None = None) -> str:
+    """The side-by-side scorecard: per claim the paper's value, the tolerance, and under each profile
+    the measured value, the verdict (:data:`NOT_RUN` where that profile has no record) and the
+    revision it came from; under the table, how to run what was not run.
+
+    ``incomplete`` maps a profile to :func:`incomplete` of that profile: a chapter whose last run under
+    it did not finish is marked, and its records older than that run are marked "(previous run)".
+    """
+    incomplete = incomplete or {}
+    if not rows:
+        return "*No checks have been recorded yet: execute the chapters first.*"
+    head = ["chapter", "claim", "paper's value", "tolerance"]
+    for p in profile_names:
+        head += [f"{p} profile", f"{p}-profile verdict"]
+    head.append(f"revision ({' / '.join(profile_names)})")
+    table, missing = [], {p: {} for p in profile_names}
+    for row in rows:
+        chapter = row.chapter + "".join(f" (**incomplete {p} run**)" for p in profile_names
+                                        if row.chapter in incomplete.get(p, {}))
+        cells = [chapter, row.claim, _one({p: r.paper for p, r in row.records.items()}),
+                 _one({p: r.tolerance_text() for p, r in row.records.items()})]
+        for p in profile_names:
+            r = row.records.get(p)
+            if r is None:
+                missing[p][row.chapter] = missing[p].get(row.chapter, 0) + 1
+                cells += [NOT_RUN, NOT_RUN]
+                continue
+            started = incomplete.get(p, {}).get(row.chapter)
+            cells += [f"{r.measured:.4g}" + (" (previous run)" if started and r.time < started else ""),
+                      "pass" if r.verdict == "pass" else "**FAIL**"]
+        cells.append(" / ".join(row.records[p].short_revision() if p in row.records else "-" for p in profile_names))
+        table.append(cells)
+    notes = []
+    for p in profile_names:
+        if missing[p]:
+            listed = ", ".join(f"{c} ({n} check{'s' * (n != 1)})" for c, n in missing[p].items())
+            notes.append(f"Not run under the {p} profile: {listed}. {_how_to_run(p)}.")
+    return markdown_table(head, table, note="\n\n".join(notes) or None)
+
+
+def _count(n: int, what: str = "check") -> str:
+    return f"{n} {what}{'s' * (n != 1)}"
+
+
+def totals_markdown(rows: list[Row], *, profile_names: tuple[str, ...] = PROFILES,
+                    current: str | None = None) -> str:
+    """The scorecard's totals in sentences generated from the counts: per profile passed, failed and
+    not run, where that profile's records come from (``current``, default
+    :func:`repalign.profiles.current`, is the profile this build ran), and every claim on which the
+    profiles disagree."""
+    current = profiles.current() if current is None else current
+    if not rows:
+        return "*No checks have been recorded yet: execute the chapters first.*"
+    t = totals(rows, profile_names=profile_names)
+    lines = [f"The scorecard lists {_count(len(rows))}.\n"]
+    for p in profile_names:
+        c = t.counts[p]
+        recorded = c["pass"] + c["fail"]
+        source = ("run by this build" if p == current
+                  else "recorded when the chapters last ran under it, not by this build")
+        revs = sorted({r.records[p].short_revision() for r in rows if p in r.records})
+        if recorded == 0:
+            lines.append(f"- **{p} profile** ({source}): no check has been recorded yet.")
+            continue
+        lines.append(f"- **{p} profile** ({source}; revision{'s' * (len(revs) != 1)} {', '.join(revs)}): "
+                     f"{c['pass']} pass, {c['fail']} fail, {c[NOT_RUN]} not run.")
+    both = sum(all(p in r.records for p in profile_names) for r in rows)
+    if len(profile_names) > 1:
+        if not t.disagreements:
+            lines.append(f"\nOf the {_count(both)} recorded under every profile, none passes under one and "
+                         "fails under another." if both else "\nNo check has been recorded under every profile.")
+        else:
+            n = len(t.disagreements)
+            lines.append(f"\nOf the {_count(both)} recorded under every profile, {n} pass{'es' * (n == 1)} "
+                         f"under one and fail{'s' * (n == 1)} under another:")
+            for r in t.disagreements:
+                verdicts = ", ".join(f"{p} {r.records[p].measured:.4g} ({r.verdict(p)})" for p in profile_names)
+                lines.append(f"- {r.chapter}: {r.claim}: {verdicts}")
+    return "\n".join(lines)
+

@@ -19,8 +19,8 @@ test, so the book must work without a network: math included. For every page the
 - no cell output shows a traceback, a stderr block, an empty widget or a raw ``Claim(...)`` /
   ``Recording(...)`` repr, and no text shows an unresolved reference (``??``);
 - every internal link resolves: the target file exists and so does its ``#anchor``;
-- every table row has as many cells as its header, and the scorecard's verdict column holds only
-  verdicts;
+- every table row has as many cells as its header, and the scorecard's verdict columns hold only
+  verdicts (or "not run");
 - the repository, issue, edit, download and launch links are well formed and point at the one
   ``repository.url`` of ``_config.yml``.
 
@@ -52,7 +52,7 @@ RAW_TEX = re.compile(r"\\\(|\\\)|\\\[|\\\]|\$\$|\\(?:frac|lVert|rVert|tau|mathrm
 #: Reprs and error text that must not appear in a cell's output.
 BAD_OUTPUT = re.compile(r"Traceback \(most recent call last\)|\bClaim\(|\bRecording\(|Error:|Warning:")
 #: Verdicts the scorecard can print.
-VERDICTS = {"reproduced", "not reproduced", "pass", "fail", "PASS", "FAIL", "✓", "✗"}
+VERDICTS = {"reproduced", "not reproduced", "pass", "fail", "PASS", "FAIL", "✓", "✗", "not run"}
 
 
 def pages() -> list[str]:
@@ -227,11 +227,11 @@ def test_page(page, server, browser):
         for row in table["rows"]:
             if width is not None and len(row) != width:
                 problems.append(f"table row with {len(row)} cells under {width} headers: {row}")
-        if "verdict" in table["heads"]:
-            col = table["heads"].index("verdict")
-            bad = [r[col] for r in table["rows"] if len(r) > col and r[col] not in VERDICTS]
-            if bad:
-                problems.append(f"scorecard verdict column holds {bad[:5]}")
+        for col, head in enumerate(table["heads"]):  # "verdict", "quick-profile verdict", ...
+            if head == "verdict" or head.endswith("-profile verdict"):
+                bad = [r[col] for r in table["rows"] if len(r) > col and r[col] not in VERDICTS]
+                if bad:
+                    problems.append(f"scorecard column {head!r} holds {bad[:5]}")
 
     for href in set(info["links"]):
         why = _internal_target_ok(landed, href)
