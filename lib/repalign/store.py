@@ -203,8 +203,15 @@ class Task:
         return hashlib.sha256(text.encode()).hexdigest()[:_KEY_DIGITS]
 
     def label(self) -> str:
-        """A short readable name, e.g. ``two_point(name=default, seeds=[0, 1, 2])``."""
-        inner = ", ".join(f"{k}={v}" for k, v in self.spec.items() if k != "profile")
+        """A short readable name, e.g. ``two_point(name=default, seeds=0..49)`` (consecutive seeds as a
+        range, the unset ``None`` settings left out)."""
+        def shown(k, v):
+            if k == "seeds" and isinstance(v, (list, tuple)) and len(v) > 2 \
+                    and list(v) == list(range(v[0], v[0] + len(v))):
+                return f"{v[0]}..{v[-1]}"
+            return v
+
+        inner = ", ".join(f"{k}={shown(k, v)}" for k, v in self.spec.items() if k != "profile" and v is not None)
         return f"{self.experiment}({inner})"
 
     def run(self) -> dict[str, np.ndarray]:

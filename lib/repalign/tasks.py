@@ -40,7 +40,7 @@ Chapter 3, 4 and 5's tasks grouped by role: :func:`rich_lazy_tasks`, :func:`xor_
 :func:`blob_tasks`; :data:`CHAPTERS` lists each chapter's tasks flat.
 
 >>> [t.label() for t in chapter_tasks("07_depth", "quick")]
-['depth(name=default, width=100, lr=0.05, epochs=3000, seeds=[0, 1, 2], dtype=float32, device=cpu)']
+['depth(name=default, width=100, lr=0.05, epochs=3000, seeds=0..2, dtype=float32, device=cpu)']
 """
 
 from __future__ import annotations
