@@ -163,6 +163,9 @@ def test_status_lists_the_chapters_whose_tasks_are_all_stored(tmp_path, capsys, 
     campaign.main(["status", "--profile", "quick", "--store", str(empty.root), "--complete-chapters"])
     listed = capsys.readouterr().out.split()
     assert len(listed) == 1 and listed[0].endswith("book/07_depth.md") and (tmp_path / listed[0]).exists()
+    assert campaign.main(["status", "--profile", "quick", "--store", str(empty.root), "--all-complete"]) == 1
+    out = capsys.readouterr().out
+    assert "incomplete: 02_universal_dynamics" in out and "07_depth" not in out
 
 
 def test_an_in_process_run_leaves_the_callers_threads_and_environment_alone(tiny, monkeypatch):

@@ -5,7 +5,7 @@ Usage (also as the console script ``repalign-campaign``)::
 
     python -m repalign.campaign plan   [--profile P] [--chapter N]
     python -m repalign.campaign run    [--profile P] [--chapter N] [--workers K] [--scheduler tcp://host:8786]
-    python -m repalign.campaign status [--profile P] [--complete-chapters]
+    python -m repalign.campaign status [--profile P] [--complete-chapters | --all-complete]
     python -m repalign.campaign verify [--sample K] [--seed S] [--budget SECONDS] [--workers K]
     python -m repalign.campaign publish --store CAMPAIGN_STORE [--profile P] [--to DIR]
 
@@ -589,14 +589,19 @@ def _cmd_run(args, store) -> int:
 def _cmd_status(args, store) -> int:
     failed_dir = store.root / "failed"
     plan = _tasks(args)
-    if args.complete_chapters:
+    if args.complete_chapters or args.all_complete:
         if args.tasks:
-            raise SystemExit("--complete-chapters lists the book's chapters: it cannot be combined with --tasks")
+            raise SystemExit("--complete-chapters and --all-complete are about the book's chapters: they cannot be "
+                             "combined with --tasks")
         from . import tasks as _tasks_module
 
         book = Path(_LIB).parent / "book"
         done = [book / f"{key}.md" for key in plan
                 if all(t in store for t in _tasks_module.chapter_tasks(key, args.profile, device=args.device))]
+        if args.all_complete:  # an exit status for scripts: 0 when every chapter with tasks is complete
+            missing = [key for key in plan if book / f"{key}.md" not in done]
+            print("every chapter's tasks are stored" if not missing else f"incomplete: {', '.join(missing)}")
+            return 0 if not missing else 1
         print(" ".join(os.path.relpath(path) for path in done))
         return 0
     for chapter, tasks in plan.items():
@@ -678,6 +683,8 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("status", parents=[common], help="done / pending / failed per chapter and experiment")
     s.add_argument("--complete-chapters", action="store_true",
                    help="print only the book paths of the chapters whose tasks are all stored")
+    s.add_argument("--all-complete", action="store_true",
+                   help="exit 0 if every chapter's tasks are stored, else 1 (naming the incomplete chapters)")
     s = sub.add_parser("verify", parents=[common], help="recompute a random sample of stored tasks and compare")
     s.add_argument("--sample", type=int, default=3)
     s.add_argument("--seed", default="0", help="an integer or any text, e.g. a commit hash (default 0)")
