@@ -258,6 +258,8 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
     # loss is below `rate_max_loss`; then a 5 x 5 grid of squared input and target distances trained
     # at `grid_lr_factor` x the row's learning rate for up to `grid_epochs` epochs, stopped once the
     # loss is below `stop_loss`; runs whose final loss is above `drop_loss` are dropped.
+    # `code_reading_architectures`: the same grid read as the released code does, its values as
+    # distances that are squared (dx_sq = dx**2, dy_sq = dy**2), for these architectures.
     "rich_lazy": {
         "quick": {
             **_RICH_LAZY_COMMON,
@@ -266,6 +268,7 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "rate_trials": 4,
             "grid_seeds": 2,  # two seeds per cell cost no more wall time than one on two cores
             "grid_epochs": 10000,
+            "code_reading_architectures": ("default",),
         },
         "paper": {
             **_RICH_LAZY_COMMON,
@@ -274,6 +277,7 @@ _SETTINGS: dict[str, dict[str, dict[str, Any]]] = {
             "rate_trials": 50,
             "grid_seeds": 1,
             "grid_epochs": 40000,
+            "code_reading_architectures": ("default", "tanh"),
         },
     },
 }

@@ -453,20 +453,28 @@ def _universal(profile, dtype, device):
 def rich_lazy_tasks(profile: str | None = None, *, dtype: str = "float32",
                     device: str = "cpu") -> dict[str, Any]:
     """Chapter 3's tasks by role: ``{"gain": [two_point task per Fig. 3 row], "rates": {name: two_point
-    task}, "grid": {name: [grid_cell task per cell, dx_sq outer, dy_target_sq inner]}}`` (names: the Fig. 5
-    architectures)."""
+    task}, "grid": {name: [grid_cell task per cell, dx_sq outer, dy_target_sq inner]}, "code_grid": {name:
+    [the same grid read as the released code reads it: dx_sq = dx**2, dy_target_sq = dy**2]}}`` (names: the
+    Fig. 5 architectures; ``code_grid`` only for the profile's ``code_reading_architectures``). A cell
+    both readings share (e.g. 1.0 and 0.0) is the same task."""
     cfg = profiles.settings("rich_lazy", profile)
     profile, seed = cfg["profile"], cfg["seed"]
     out = {"gain": [two_point_task(name, profile=profile, seed=seed, trials=cfg["gain_trials"], dtype=dtype,
-                                   device=device) for name in cfg["gain_rows"]], "rates": {}, "grid": {}}
+                                   device=device) for name in cfg["gain_rows"]], "rates": {}, "grid": {},
+           "code_grid": {}}
     for name in cfg["fig5_architectures"]:
         out["rates"][name] = two_point_task(name, profile=profile, seed=seed, trials=cfg["rate_trials"], dtype=dtype,
                                             device=device)
         arch = profiles.architecture(name, profile)
         seeds, lr = range(seed + 1000, seed + 1000 + cfg["grid_seeds"]), cfg["grid_lr_factor"] * arch.lr
-        out["grid"][name] = [grid_cell_task(name, a, b, profile=profile, seeds=seeds, lr=lr, epochs=cfg["grid_epochs"],
-                                            stop_loss=cfg["stop_loss"], dtype=dtype, device=device)
-                             for a in cfg["grid_dx_sq"] for b in cfg["grid_dy_sq"]]
+        readings = {"grid": (cfg["grid_dx_sq"], cfg["grid_dy_sq"])}
+        if name in cfg["code_reading_architectures"]:
+            readings["code_grid"] = ([a * a for a in cfg["grid_dx_sq"]], [b * b for b in cfg["grid_dy_sq"]])
+        for role, (dx_values, dy_values) in readings.items():
+            out[role][name] = [grid_cell_task(name, a, b, profile=profile, seeds=seeds, lr=lr,
+                                              epochs=cfg["grid_epochs"], stop_loss=cfg["stop_loss"], dtype=dtype,
+                                              device=device)
+                               for a in dx_values for b in dy_values]
     return out
 
 
@@ -474,7 +482,8 @@ def _rich_lazy(profile, dtype, device):
     groups = rich_lazy_tasks(profile, dtype=dtype, device=device)
     out = list(groups["gain"])
     for name, rate in groups["rates"].items():
-        out += [rate, *groups["grid"][name]]
+        grid = groups["grid"][name]
+        out += [rate, *grid, *(t for t in groups["code_grid"].get(name, []) if t not in grid)]  # shared cells once
     return out
 
 
