@@ -200,3 +200,32 @@ def test_upper_entries_rejects_non_finite_matrices():
     with pytest.raises(ValueError, match="`m` must be finite"):
         geometry.upper_entries(np.full((3, 3), np.nan))
     assert geometry.upper_entries(np.arange(9).reshape(3, 3)).dtype.kind == "i"
+
+
+def test_triangle_violations_zero_for_a_metric_and_counted_for_a_broken_one():
+    rng = np.random.default_rng(1)
+    assert geometry.triangle_violations(geometry.sq_distances(rng.normal(size=(40, 6)))) == 0.0
+    # eq. (10) at small weights on two classes: 0 within a class, the input distance across. Points 0, 1
+    # of class a and 2 of class b with ||x0 - x2|| = 2, ||x1 - x2|| = 1: d02 = 2 > d01 + d12 = 0 + 1.
+    sq = np.array([[0.0, 0.0, 4.0], [0.0, 0.0, 1.0], [4.0, 1.0, 0.0]])
+    assert geometry.triangle_violations(sq) == pytest.approx(1 / 3)
+    # counted by brute force on a random non-metric matrix
+    a = rng.uniform(0, 1, (9, 9))
+    sq = (a + a.T) ** 2
+    np.fill_diagonal(sq, 0)
+    d = np.sqrt(sq)
+    brute = [d[i, j] > d[i, k] + d[k, j] + 1e-9 * d.max()
+             for i in range(9) for j in range(i + 1, 9) for k in range(9) if k not in (i, j)]
+    assert geometry.triangle_violations(sq) == pytest.approx(np.mean(brute))
+    assert 0 < np.mean(brute) < 1
+
+
+@pytest.mark.parametrize("bad, match", [
+    (np.zeros((2, 2)), "at least 3"), (np.zeros((3, 4)), "square"), (-np.ones((3, 3)), "negative"),
+    (np.array([[0, 1, 2], [1, 0, 1], [3, 1, 0.0]]), "symmetric"), (np.full((3, 3), np.nan), "finite"),
+])
+def test_triangle_violations_rejects_bad_input(bad, match):
+    with pytest.raises(ValueError, match=match):
+        geometry.triangle_violations(bad)
+    with pytest.raises(ValueError, match="rtol"):
+        geometry.triangle_violations(np.zeros((3, 3)), rtol=-1)

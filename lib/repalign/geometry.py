@@ -13,6 +13,8 @@ function                               what                                     
 :func:`exponential_weighting`          ``sum_kl e^{-D_ik} e^{-D_lj} D_kl``, optionally     eq. (50)
                                        with a length scale and normalised weights
 :func:`upper_entries`, :func:`pearson`  the entries a correlation uses, and Pearson's r    Fig. 9
+:func:`triangle_violations`            share of triples whose distances break the         App. B.4
+                                       triangle inequality
 :func:`mds`                            seeded metric MDS (scikit-learn)                   Figs. 8, 12, 15
 :func:`feature_shares`                 share of a context's hidden variance explained     Sec. 4.5
                                        by each feature of a grid
@@ -28,7 +30,7 @@ import numpy as np
 from . import _validate as v
 
 __all__ = ["sq_distances", "low_weight_distances", "exponential_weighting", "upper_entries", "pearson",
-           "mds", "feature_shares", "collinearity", "context_gap"]
+           "triangle_violations", "mds", "feature_shares", "collinearity", "context_gap"]
 
 
 def sq_distances(a, b=None) -> np.ndarray:
@@ -200,6 +202,48 @@ def pearson(a, b) -> float:
     from scipy.stats import pearsonr
 
     return float(pearsonr(a, b).statistic)
+
+
+TRIANGLE_MAX_POINTS = 2000
+"""Most points :func:`triangle_violations` accepts (its work grows as the cube: 8e9 triples at 2000)."""
+
+
+def triangle_violations(sq, *, rtol: float = 1e-9) -> float:
+    """Share of the triples that break the triangle inequality in a matrix of *squared* distances.
+
+    The distances are ``d = sqrt(sq)``; a triple (an unordered pair ``i < j`` and a third point ``k``)
+    breaks the inequality when ``d_ij > d_ik + d_kj + rtol * max(d)``. A metric (e.g. Euclidean
+    distances between points) gives 0. App. B.4 introduces the exponential weighting (eq. 50) to
+    reduce such violations of eq. (10)'s pairwise predictions, which ``sqrt`` of any squared Euclidean
+    matrix never has.
+
+    >>> triangle_violations(sq_distances(np.random.default_rng(0).normal(size=(30, 4))))
+    0.0
+    >>> triangle_violations([[0, 1, 16], [1, 0, 1], [16, 1, 0]])  # 4 > 1 + 1: one triple of three
+    0.3333333333333333
+    """
+    sq = v.finite_array("sq", sq, ndim=2)
+    n = sq.shape[0]
+    if sq.shape != (n, n) or n < 3:
+        raise ValueError(f"`sq` must be a square matrix of at least 3 points, got shape {sq.shape}")
+    if n > TRIANGLE_MAX_POINTS:
+        raise ValueError(f"`sq` has {n} points; at most {TRIANGLE_MAX_POINTS} are accepted (the work grows as "
+                         "n**3): pass a subset")
+    if (sq < 0).any():
+        raise ValueError("`sq` must hold squared distances (no negative entries)")
+    if not np.allclose(sq, sq.T, rtol=1e-12, atol=0):
+        raise ValueError("`sq` must be symmetric")
+    if isinstance(rtol, bool) or not isinstance(rtol, (int, float)) or not 0 <= rtol < 1:
+        raise ValueError(f"`rtol` must be a number in [0, 1), got {rtol!r}")
+    d = np.sqrt(sq)
+    slack = rtol * float(d.max())
+    upper = np.triu(np.ones((n, n), dtype=bool), 1)
+    broken = 0
+    for k in range(n):  # one n x n slice per third point: memory n**2, not n**3
+        bad = d > d[:, k][:, None] + d[k, :][None, :] + slack
+        bad[k, :] = bad[:, k] = False
+        broken += int((bad & upper).sum())
+    return broken / (n * (n - 1) // 2 * (n - 2))
 
 
 MDS_MAX_INIT = 1000
