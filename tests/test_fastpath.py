@@ -367,3 +367,23 @@ def test_conv_fast_path_on_cuda_equals_the_cpu_reference():
     gpu = train(arch, D.x, D.y, device="cuda", **kw)
     assert gpu.settings["engine"] == "fused" and gpu.settings["batched"]
     assert_same(gpu, train(arch, D.x, D.y, engine="reference", **kw))
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(),
+                    reason="no CUDA device: the minibatch SGD/Adam fast path (MNIST, blobs) on a GPU is not tested")
+@pytest.mark.parametrize("optimizer, lr", [("sgd", 0.05), ("adam", 1e-3)])
+def test_minibatch_fast_path_on_cuda_equals_the_cpu_reference(optimizer, lr):
+    """The MNIST/blob families' path on a GPU: minibatch order from the trials' seeds (drawn on the CPU,
+    as there), float64, the same records and final weights as the CPU autograd loop."""
+    arch = replace(profiles.TABLE1["default"], width=9, hidden_layers=4, lr=lr)
+    x = np.vstack([XOR_X, XOR_X + 0.3, XOR_X - 0.2])
+    y = np.vstack([XOR_Y, XOR_Y, 1 - XOR_Y])
+    kw = dict(seeds=(3, 4), epochs=40, batch_size=5, layer="all", pair=(2, 9), dtype="float64", optimizer=optimizer,
+              progress=False, keep_models=True)
+    gpu = train(arch, x, y, device="cuda", engine="fast", **kw)
+    ref = train(arch, x, y, engine="reference", **kw)
+    assert gpu.settings["engine"] == "fused"
+    assert_same(gpu, ref)
+    for mg, mr in zip(gpu.models, ref.models):
+        for pg, pr in zip(mg.parameters(), mr.parameters()):
+            np.testing.assert_allclose(pg.detach().cpu().numpy(), pr.detach().numpy(), rtol=1e-9, atol=1e-12)
