@@ -139,3 +139,50 @@ def test_accuracy_counts_the_largest_output(tiny_mnist):
     assert experiments.accuracy(rec.models, d.x[:50], (predicted + 1) % 10)[0] == 0.0
     with pytest.raises(ValueError, match="labels"):
         experiments.accuracy(rec.models, d.x[:50], predicted[:10])
+
+
+def test_a_shorter_run_repeats_the_first_records_of_a_longer_one(tiny_mnist):
+    """What ``epochs_field="epochs"`` declares for the mnist experiment: records before epoch k do not
+    depend on the number of epochs (the last record of the short run, a full pass, is not one of them)."""
+    from repalign import store as st
+
+    assert st.experiment("mnist").epochs_field == "epochs"
+    long, short = _task(epochs=6).run(), _task(epochs=3).run()
+    for k in ("dh_sq", "dy_sq", "w", "loss", "mean_output"):
+        assert long[k].shape[1] == 7 and short[k].shape[1] == 4, k
+        assert long[k][:, :3].tobytes() == short[k][:, :3].tobytes(), k
+    assert not np.array_equal(long["dh_sq"][:, :4], long["dh_sq"][:, 3:])  # it does move
+
+
+def test_verify_prefix_checks_a_long_task_on_its_first_epochs(tiny_mnist, tmp_path):
+    from repalign import campaign
+
+    store = Store(tmp_path / "store")
+    task = _task(epochs=6)
+    store.compute(task)
+    [row] = campaign.verify_prefix(store, sample=3, epochs=2)
+    assert row["ok"] and row["max_abs"] == 0.0, row
+    assert row["label"].endswith("(first 2 of 6 epochs)")
+    assert campaign.verify_prefix(store, epochs=6) == []  # nothing trains for more than 6 epochs
+
+    stored = store.get(task)
+    arrays = dict(stored.arrays)
+    bad = arrays["dh_sq"].copy()
+    bad[1, 1] *= 1.01  # one record inside the checked prefix
+    store.put(task, {**arrays, "dh_sq": bad}, {k: v for k, v in stored.provenance.items() if k not in ("sha256",)})
+    [row] = campaign.verify_prefix(store, epochs=2)
+    assert not row["ok"] and row["worst"] == "dh_sq" and row["max_rel"] > 5e-3
+    with pytest.raises(ValueError, match="`epochs` must be an integer >= 1"):
+        campaign.verify_prefix(store, epochs=0)
+
+
+def test_verify_command_runs_the_prefix_check(tiny_mnist, tmp_path, capsys):
+    from repalign import campaign
+
+    store = Store(tmp_path / "store")
+    store.compute(_task(epochs=5))
+    code = campaign.main(["verify", "--store", str(store.root), "--sample", "1", "--budget", "1e-6",
+                          "--prefix-sample", "1", "--prefix-epochs", "2"])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    assert "(first 2 of 5 epochs)" in out and "1/1 match" in out

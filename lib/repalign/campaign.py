@@ -7,6 +7,7 @@ Usage (also as the console script ``repalign-campaign``)::
     python -m repalign.campaign run    [--profile P] [--chapter N] [--workers K] [--scheduler tcp://host:8786]
     python -m repalign.campaign status [--profile P] [--complete-chapters | --all-complete]
     python -m repalign.campaign verify [--sample K] [--seed S] [--budget SECONDS] [--workers K]
+                                       [--prefix-sample K --prefix-epochs E]
     python -m repalign.campaign publish --store CAMPAIGN_STORE [--profile P] [--to DIR]
 
 ``--tasks FILE.json`` (a list of ``{"experiment": ..., "spec": {...}}``) replaces a profile's tasks by
@@ -38,8 +39,11 @@ takes an integer or any text (CI passes the commit hash, so that each commit che
 ``--budget SECONDS`` draws tasks in the seeded order while their recorded wall times still fit in
 ``SECONDS`` on ``--workers`` workers, so a check of a store of hours-long tasks stays bounded. With
 ``--profile``, stored results of a task of the profile's plan made at an *older result version* (the code's
-output changed and nobody re-ran it) fail the check, with the command that recomputes them. It exits with
-status 1 on a mismatch or a stale result.
+output changed and nobody re-ran it) fail the check, with the command that recomputes them.
+``--prefix-sample K`` also reruns K tasks too long to recompute whole (an MNIST task of the paper
+profile trains for about an hour) for their first ``--prefix-epochs`` epochs and compares those
+records of every trajectory (:func:`verify_prefix`). It exits with status 1 on a mismatch or a stale
+result.
 
 ``publish`` copies a profile's finished tasks from a campaign store into its published store
 (``published/<profile>/``, :func:`repalign.store.published_root`), compacted by :func:`compact` (floats
@@ -70,7 +74,7 @@ from . import store as _store
 from .store import Store, Task
 
 __all__ = ["main", "pending", "run", "estimate", "verify", "stale", "compact", "publish", "summary", "seed_from",
-           "read_tasks", "local_cluster", "record_stride", "VERIFY_RTOL", "VERIFY_ATOL",
+           "read_tasks", "local_cluster", "record_stride", "verify_prefix", "VERIFY_RTOL", "VERIFY_ATOL",
            "PUBLISHED_RECORDS"]
 
 #: Tolerance of ``verify``. Every task is deterministic on one machine: the kernel gives byte-identical
@@ -401,6 +405,76 @@ def verify(store: Store, *, sample: int = 3, seed: int | str = 0, rtol: float = 
     return report
 
 
+def verify_prefix(store: Store, *, sample: int = 1, epochs: int = 10, seed: int | str = 0,
+                  rtol: float = VERIFY_RTOL, atol: float = VERIFY_ATOL, profile: str | None = None) -> list[dict]:
+    """Check stored tasks too long to recompute whole (a paper-profile MNIST task trains for a CPU-hour)
+    on their first ``epochs`` epochs.
+
+    Candidates are the stored tasks of experiments registered with an ``epochs_field`` and ``records``
+    (see :func:`repalign.store.register`) that trained for more than ``epochs`` epochs; ``sample`` of
+    them are drawn in a seeded order (``seed``, see :func:`seed_from`), each rerun in this process (one
+    torch and one numba thread, as a worker runs) with its spec's epochs set to ``epochs``, and each of
+    the ``records`` arrays at the stored epochs below ``epochs`` (those the thinning of :func:`compact`
+    kept) compared with the rerun's records of the same epochs, at ``rtol``/``atol``. The rerun's last
+    record (a full pass after its last epoch) and everything computed from the whole run (fits and
+    their theory curves, final distances, test accuracy) are not compared.
+
+    Returns one dict per task as :func:`verify` does, its ``label`` naming the epochs checked.
+    """
+    if isinstance(sample, bool) or not isinstance(sample, int) or sample < 1:
+        raise ValueError(f"`sample` must be an integer >= 1, got {sample!r}")
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise ValueError(f"`epochs` must be an integer >= 1, got {epochs!r}")
+    candidates = []
+    for task, _prov in _stored_tasks(store, profile):
+        exp = _store.experiment(task.experiment)
+        total = task.spec.get(exp.epochs_field) if exp.epochs_field else None
+        if isinstance(total, int) and total > epochs:
+            candidates.append((task, exp))
+    if not candidates:
+        return []
+    order = np.random.default_rng(seed_from(seed)).permutation(len(candidates))[:sample]
+    report = []
+    for i in sorted(int(k) for k in order):
+        task, exp = candidates[i]
+        label = f"{task.label()} (first {epochs} of {task.spec[exp.epochs_field]} epochs)"
+        stored = store.get(task)
+        if stored is None:
+            report.append({"label": label, "ok": False, "max_abs": np.inf, "max_rel": np.inf,
+                           "worst": "(stored file corrupt)", "seconds": None})
+            continue
+        short = Task(task.experiment, {**dict(task.spec), exp.epochs_field: epochs})
+        with _threads.torch_threads(1), _threads.numba_threads(1):
+            t0 = time.perf_counter()
+            fresh = short.run()
+            took = time.perf_counter() - t0
+        if stored.provenance.get("compacted"):
+            fresh = compact(fresh)
+        row = _compare(task, *_prefix_records(stored.arrays, fresh, epochs, exp.records), rtol, atol)
+        row.update(label=label, seconds=took)
+        report.append(row)
+    return report
+
+
+def _prefix_records(stored, fresh, epochs: int, names) -> tuple[dict, dict]:
+    """The record arrays ``names`` of ``stored`` at its recorded epochs below ``epochs`` (the second axis
+    runs over the ``epochs`` array), and ``fresh``'s at the same epochs."""
+    se, fe = np.asarray(stored["epochs"]), np.asarray(fresh["epochs"])
+    keep = np.flatnonzero(se < epochs)
+    at = np.searchsorted(fe, se[keep])
+    if keep.size == 0 or at.max() >= fe.size or not np.array_equal(fe[at], se[keep]):
+        raise ValueError(f"the rerun's records (epochs {fe.tolist()[:3]}...) do not cover the stored epochs "
+                         f"below {epochs}")
+    a = {"epochs": se[keep]}
+    b = {"epochs": fe[at]}
+    for name in names:
+        arr, other = np.asarray(stored[name]), np.asarray(fresh[name])
+        if arr.ndim < 2 or arr.shape[1] != se.size or other.ndim < 2 or other.shape[1] != fe.size:
+            raise ValueError(f"`{name}` is registered as a record array but does not run over the records")
+        a[name], b[name] = arr[:, keep], other[:, at]
+    return a, b
+
+
 def _compare(task, stored, fresh, rtol, atol) -> dict:
     row = {"label": task.label(), "ok": set(stored) == set(fresh), "max_abs": 0.0, "max_rel": 0.0, "worst": ""}
     for name in sorted(set(stored) & set(fresh)):
@@ -630,13 +704,24 @@ def _cmd_verify(args, store) -> int:
             code = 1
     report = verify(store, sample=args.sample, seed=args.seed, rtol=args.rtol, atol=args.atol, profile=args.profile,
                     budget=args.budget, workers=args.workers or 1)
-    if not report:
-        print(f"nothing to verify in {store.root}")
-        return code
     for r in report:
         took = "" if r.get("seconds") is None else f" [stored run {_fmt_seconds(float(r['seconds']))}]"
         print(f"{'OK  ' if r['ok'] else 'FAIL'} {r['label']}: max |diff| {r['max_abs']:.3g} "
               f"(rel {r['max_rel']:.3g}) in {r['worst'] or '-'}{took}")
+    prefix = []
+    if args.prefix_sample:
+        prefix = verify_prefix(store, sample=args.prefix_sample, epochs=args.prefix_epochs, seed=args.seed,
+                               rtol=args.rtol, atol=args.atol, profile=args.profile)
+        for r in prefix:
+            print(f"{'OK  ' if r['ok'] else 'FAIL'} {r['label']}: max |diff| {r['max_abs']:.3g} "
+                  f"(rel {r['max_rel']:.3g}) in {r['worst'] or '-'} [rerun {_fmt_seconds(float(r['seconds']))}]")
+        if not prefix:
+            print(f"no stored task trains for more than {args.prefix_epochs} epochs of an experiment with an "
+                  "epochs field: no prefix to check")
+    report += prefix
+    if not report:
+        print(f"nothing to verify in {store.root}")
+        return code
     bad = sum(not r["ok"] for r in report)
     print(f"{len(report) - bad}/{len(report)} match within rtol={args.rtol:g}, atol={args.atol:g}")
     return 1 if bad else code
@@ -692,6 +777,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="draw tasks while their stored wall times fit in this many seconds on --workers workers")
     s.add_argument("--rtol", type=float, default=VERIFY_RTOL)
     s.add_argument("--atol", type=float, default=VERIFY_ATOL)
+    s.add_argument("--prefix-sample", type=int, default=0,
+                   help="also check this many long tasks (e.g. MNIST) on their first --prefix-epochs epochs")
+    s.add_argument("--prefix-epochs", type=int, default=10)
     s = sub.add_parser("publish", parents=[common], help="copy finished tasks, compacted, into the published store")
     s.add_argument("--to", default=None, help="published store directory (default published/<profile>)")
     return p

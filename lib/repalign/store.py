@@ -104,13 +104,16 @@ class Experiment:
     function: Callable[[Mapping[str, Any]], Mapping[str, Any]] = field(repr=False)
     version: int
     chapter: str | None = None
+    epochs_field: str | None = None
+    records: tuple[str, ...] = ()
 
 
 #: Every registered experiment by name (filled by :func:`register`; :mod:`repalign.tasks` registers the book's).
 EXPERIMENTS: dict[str, Experiment] = {}
 
 
-def register(name: str, *, version: int, chapter: str | None = None):
+def register(name: str, *, version: int, chapter: str | None = None, epochs_field: str | None = None,
+             records: tuple[str, ...] = ()):
     """Decorator: register ``function(spec) -> dict of arrays`` as experiment ``name`` at ``version``.
 
     Parameters
@@ -121,14 +124,29 @@ def register(name: str, *, version: int, chapter: str | None = None):
         Result version (>= 1). Bump it whenever the function's output for the same spec changes.
     chapter : str, optional
         The chapter whose results it computes, e.g. ``"02_universal_dynamics"``.
+    epochs_field : str, optional
+        The spec entry that holds the number of epochs, declared only where a run's records before
+        epoch ``k`` do not depend on that number (nothing in training looks ahead): the same spec with
+        ``k`` epochs then reproduces the first ``k`` records of every trajectory, which lets
+        :func:`repalign.campaign.verify_prefix` check a task too long to recompute whole.
+    records : tuple of str
+        With ``epochs_field``: the result arrays that are such records (trials first, then one entry
+        per ``epochs`` record), as opposed to arrays computed from the whole run (fits, final values).
     """
     if not isinstance(name, str) or not name.replace("_", "").isalnum():
         raise ValueError(f"`name` must be a non-empty identifier of letters, digits and '_', got {name!r}")
     if not isinstance(version, int) or isinstance(version, bool) or version < 1:
         raise ValueError(f"`version` must be an integer >= 1, got {version!r}")
 
+    if epochs_field is not None and not (isinstance(epochs_field, str) and epochs_field.isidentifier()):
+        raise ValueError(f"`epochs_field` must be the name of a spec entry, got {epochs_field!r}")
+    records = tuple(records)
+    if (epochs_field is None) != (not records) or not all(isinstance(r, str) and r for r in records):
+        raise ValueError(f"`records` (array names) and `epochs_field` go together; got {records!r} and "
+                         f"{epochs_field!r}")
+
     def decorate(function):
-        EXPERIMENTS[name] = Experiment(name, function, version, chapter)
+        EXPERIMENTS[name] = Experiment(name, function, version, chapter, epochs_field, records)
         return function
 
     return decorate

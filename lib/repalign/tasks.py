@@ -529,7 +529,10 @@ def plan(profile: str | None = None, chapter: str | int | None = None, *, dtype:
 MNIST_SEEDS_PER_TASK = 5
 
 
-@register("mnist", version=1, chapter="06_mnist")
+# epochs_field: the minibatch loop draws each epoch's permutations from the trials' seeds and looks no
+# further ahead, so a 10-epoch run repeats a 500-epoch run's first 10 records (tests/test_tasks_mnist.py)
+@register("mnist", version=1, chapter="06_mnist", epochs_field="epochs",
+          records=("dh_sq", "dy_sq", "w", "loss", "mean_output"))
 @_flushed_one_torch_thread
 def _mnist(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     seeds = _seeds(spec)
