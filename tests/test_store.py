@@ -79,6 +79,25 @@ def test_changed_result_version_misses_old_files(store):
     assert store.get(_task()) is not None  # the version-1 file is still there, untouched
 
 
+def test_a_per_spec_version_misses_only_the_changed_specs_files(store):
+    """version_for bumps some specs (a faster path for one variant); every other spec keeps its key and
+    its stored result."""
+    changed, kept = _task(seed=1), _task(seed=0)
+    store.compute(changed), store.compute(kept)
+    keys = changed.key, kept.key
+    st.register("test_poly", version=1, version_for=lambda spec: 2 if spec["seed"] == 1 else 1)(_poly)
+    try:
+        assert (changed.version, kept.version) == (2, 1)
+        assert kept.key == keys[1] and store.get(kept) is not None
+        assert changed.key != keys[0] and store.get(changed) is None
+        assert store.compute(changed).provenance["result_version"] == 2
+        st.register("test_poly", version=1, version_for=lambda spec: 0)(_poly)
+        with pytest.raises(ValueError, match="`version_for` must return an integer >= 1, got 0"):
+            _ = kept.key
+    finally:
+        st.register("test_poly", version=1)(_poly)
+
+
 @pytest.mark.parametrize("damage", ["flip", "truncate", "bad_json"])
 def test_corrupt_file_is_reported_never_loaded_and_recomputed(store, damage):
     store.compute(_task())

@@ -163,3 +163,18 @@ def test_a_truncated_blob_file_is_not_loaded(store):
         assert store.get(task) is None
     with pytest.raises(zipfile.BadZipFile):
         np.load(npz, allow_pickle=False)["hidden"]
+
+
+def test_only_the_fused_mlp_two_point_specs_moved_to_the_new_result_version():
+    """two_point 4 / grid_cell 3 for the specs on the fused MLP passes (dropout; Adam), whose input
+    gradient changed form; the kernel's and the conv net's specs keep 3 / 2 and their published results."""
+    planned = tasks.plan("paper", None)
+    for chapter in ("02_universal_dynamics", "03_rich_lazy"):
+        for t in planned[chapter]:
+            variant = profiles.architecture(t.spec["name"], "paper").variant
+            fused = variant == "dropout" or (t.spec.get("optimizer") == "adam" and variant in ("mlp", "skip"))
+            base = {"two_point": 3, "grid_cell": 2}[t.experiment]
+            assert t.version == base + fused, t.label()
+    assert {t.version for t in planned["07_depth"]} == {1}
+    gpu = tasks.Task("depth", {**dict(planned["07_depth"][0].spec), "device": "cuda"})
+    assert gpu.version == 2

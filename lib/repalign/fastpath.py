@@ -251,10 +251,6 @@ def _kernel_loop(Ws, bs, x, y, code, skip, lr, epochs, rec, outs, dh, *, spec, r
     return start
 
 
-#: Largest number of points for which the input gradient is taken in the transposed form (see _Fused.step).
-_TRANSPOSED_BELOW = 2
-
-
 class _SGD:
     """Plain SGD, layer by layer: each layer is updated in place as soon as its input gradient is taken."""
 
@@ -362,12 +358,11 @@ class _Fused:
                     ga[i - 2] = g if ga[i - 2] is None else ga[i - 2] + g
                 g = self.act.chain(g, zs[i], ps[i])
             if i > 0:  # input gradient from the weights before their update
-                # g W^T. For two points it is computed as (W g^T)^T: BLAS was measured several times
-                # faster on that form of the skinny product (~60 vs ~180 us for a 500 x 500 layer); for
-                # minibatches the plain form is 2-4x faster (measured at 64 points, 100 x 100 layers, 5
-                # trials: 0.07 vs 0.28 ms, benchmarks/families.py times the whole step)
-                back = (torch.bmm(Ws[i], g.mT).mT.contiguous() if g.shape[1] <= _TRANSPOSED_BELOW
-                        else torch.bmm(g, Ws[i].mT))
+                # g W^T, in this form for any number of points. (W g^T)^T, used for two points up to
+                # tasks' two_point version 3, was measured 3-4.5x slower here (torch 2.13, one 500 x 500
+                # layer, two points: 85 vs 19 us at one thread, 61 vs 18 at two; 5 trials: 439 vs 203);
+                # for minibatches the plain form is 2-4x faster too (64 points, 100 x 100, 5 trials)
+                back = torch.bmm(g, Ws[i].mT)
                 if masks is not None:
                     back = back * masks[i]
                 ga[i - 1] = back if ga[i - 1] is None else ga[i - 1] + back

@@ -106,6 +106,16 @@ class Experiment:
     chapter: str | None = None
     epochs_field: str | None = None
     records: tuple[str, ...] = ()
+    version_for: Callable[[Mapping[str, Any]], int] | None = field(default=None, repr=False)
+
+    def version_of(self, spec: Mapping[str, Any]) -> int:
+        """The result version of ``spec``: ``version_for(spec)`` where given, else ``version``."""
+        if self.version_for is None:
+            return self.version
+        v = self.version_for(spec)
+        if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+            raise ValueError(f"experiment {self.name!r}: `version_for` must return an integer >= 1, got {v!r}")
+        return v
 
 
 #: Every registered experiment by name (filled by :func:`register`; :mod:`repalign.tasks` registers the book's).
@@ -113,7 +123,7 @@ EXPERIMENTS: dict[str, Experiment] = {}
 
 
 def register(name: str, *, version: int, chapter: str | None = None, epochs_field: str | None = None,
-             records: tuple[str, ...] = ()):
+             records: tuple[str, ...] = (), version_for: Callable[[Mapping[str, Any]], int] | None = None):
     """Decorator: register ``function(spec) -> dict of arrays`` as experiment ``name`` at ``version``.
 
     Parameters
@@ -132,6 +142,11 @@ def register(name: str, *, version: int, chapter: str | None = None, epochs_fiel
     records : tuple of str
         With ``epochs_field``: the result arrays that are such records (trials first, then one entry
         per ``epochs`` record), as opposed to arrays computed from the whole run (fits, final values).
+    version_for : callable, optional
+        ``version_for(spec) -> int``: the result version of one spec, for a change of the code that
+        alters the output of some specs only (a faster path for one network variant): bump the version
+        of those specs and their old files miss, while every other spec keeps its key and its stored
+        result. Default: ``version`` for every spec.
     """
     if not isinstance(name, str) or not name.replace("_", "").isalnum():
         raise ValueError(f"`name` must be a non-empty identifier of letters, digits and '_', got {name!r}")
@@ -146,7 +161,7 @@ def register(name: str, *, version: int, chapter: str | None = None, epochs_fiel
                          f"{epochs_field!r}")
 
     def decorate(function):
-        EXPERIMENTS[name] = Experiment(name, function, version, chapter, epochs_field, records)
+        EXPERIMENTS[name] = Experiment(name, function, version, chapter, epochs_field, records, version_for)
         return function
 
     return decorate
@@ -212,7 +227,7 @@ class Task:
 
     @property
     def version(self) -> int:
-        return experiment(self.experiment).version
+        return experiment(self.experiment).version_of(self.spec)
 
     @property
     def key(self) -> str:

@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from . import data, experiments, fit, geometry, profiles, train
+from . import data, experiments, fastpath, fit, geometry, profiles, train
 from .store import Task, _plain, register
 
 __all__ = ["CHAPTERS", "chapter_tasks", "plan", "two_point_task", "grid_cell_task", "depth_task", "two_point_run",
@@ -154,9 +154,37 @@ def _fits(a: Mapping[str, np.ndarray]) -> list[fit.RateFit]:
 
 # --- experiments ------------------------------------------------------------------------------------------
 
+def _fused_two_points(arch: profiles.Architecture, optimizer: str, device: str) -> bool:
+    """Whether ``arch`` trains on the two points through the fused MLP passes of
+    :mod:`repalign.fastpath` (dropout, Adam, any MLP on a GPU; not the CPU kernel, not the conv net),
+    whose two-row input gradient changed form (and float32 rounding) at the versions named below."""
+    import torch
+
+    engine = fastpath.select_engine("auto", variant=arch.variant, optimizer=optimizer, batched=True,
+                                    full_batch=True, device=torch.device(device), activation=arch.activation)
+    return engine == "fused" and arch.variant != "conv"
+
+
+def _two_point_version(spec: Mapping[str, Any]) -> int:
+    arch = profiles.architecture(spec["name"], spec["profile"])
+    return 4 if _fused_two_points(arch, spec.get("optimizer", "sgd"), spec.get("device", "cpu")) else 3
+
+
+def _grid_cell_version(spec: Mapping[str, Any]) -> int:
+    arch = profiles.architecture(spec["name"], spec["profile"])
+    return 3 if _fused_two_points(arch, "sgd", spec.get("device", "cpu")) else 2
+
+
+def _depth_version(spec: Mapping[str, Any]) -> int:
+    return 2 if _fused_two_points(depth_architecture(spec), "sgd", spec.get("device", "cpu")) else 1
+
+
 # version 3: conv and dropout rows train on the fused fast path (float32 rounding differs from the
-# reference's; in float64 they agree to rounding error, tests/test_fastpath.py)
-@register("two_point", version=3, chapter="02_universal_dynamics")
+# reference's; in float64 they agree to rounding error, tests/test_fastpath.py). Version 4, for the
+# specs on the fused MLP passes only (dropout, Adam, GPU; _two_point_version): their input gradient at
+# two points is taken as g W^T, not (W g^T)^T (measured 3-4x faster per layer on the CPU); the kernel's
+# and the conv net's specs keep version 3 and their stored results.
+@register("two_point", version=3, chapter="02_universal_dynamics", version_for=_two_point_version)
 @_one_torch_thread
 def _two_point(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     seeds = _seeds(spec)
@@ -179,8 +207,9 @@ def two_point_run(result) -> experiments.TwoPointRun:
                                    float(result.provenance.get("wall_seconds", np.nan)))
 
 
-# version 2: conv and dropout cells train on the fused fast path (as two_point version 3)
-@register("grid_cell", version=2, chapter="03_rich_lazy")
+# version 2: conv and dropout cells train on the fused fast path (as two_point version 3); version 3 for
+# the cells on the fused MLP passes (dropout, GPU), as two_point version 4
+@register("grid_cell", version=2, chapter="03_rich_lazy", version_for=_grid_cell_version)
 @_one_torch_thread
 def _grid_cell(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     seeds = _seeds(spec)
@@ -205,7 +234,8 @@ def distance_grid(results, tau_y_over_tau_h: float, *, drop_loss: float = 1e-3) 
     return experiments.grid_from_cells(names.pop(), tau_y_over_tau_h, cells, drop_loss=drop_loss, seconds=seconds)
 
 
-@register("depth", version=1, chapter="07_depth")
+# version 2 for a depth run on the fused MLP passes (a GPU), as two_point version 4
+@register("depth", version=1, chapter="07_depth", version_for=_depth_version)
 @_one_torch_thread
 def _depth(spec: Mapping[str, Any]) -> dict[str, np.ndarray]:
     seeds = _seeds(spec)
