@@ -94,7 +94,7 @@ def test_publish_compacts_keeps_provenance_and_verifies(tiny, tmp_path, capsys):
     path, store, good, bad, _ = tiny
     published = Store(tmp_path / "published")
     counts = campaign.publish(store, good + [bad], published)
-    assert counts == {"published": 3, "unchanged": 0, "missing": 1}
+    assert counts == {"published": 3, "unchanged": 0, "missing": 1, "superseded": 0}
     assert campaign.publish(store, good, published)["unchanged"] == 3  # same originals: nothing rewritten
     for t in good:
         original, copy = store.get(t), published.get(t)
@@ -108,6 +108,27 @@ def test_publish_compacts_keeps_provenance_and_verifies(tiny, tmp_path, capsys):
     assert len(report) == 3 and all(r["ok"] for r in report), report
     with pytest.raises(ValueError, match="two stores"):
         campaign.publish(store, good, Store(store.root))
+
+
+def test_publishing_a_new_result_version_deletes_the_superseded_file(tiny, tmp_path, monkeypatch):
+    from repalign import store as st
+
+    _, store, good, _, _ = tiny
+    published = Store(tmp_path / "published")
+    campaign.publish(store, good, published)
+    cell = good[2]  # the grid cell
+    old_npz = published.paths(cell)[0]
+    exp = st.EXPERIMENTS["grid_cell"]
+    bumped = st.Experiment(exp.name, exp.function, exp.version, exp.chapter,
+                           version_for=lambda spec: exp.version_of(spec) + 1)
+    monkeypatch.setitem(st.EXPERIMENTS, "grid_cell", bumped)
+    assert cell not in store and cell not in published  # the new version misses both
+    store.compute(cell)
+    counts = campaign.publish(store, good, published)
+    assert counts == {"published": 1, "unchanged": 2, "missing": 0, "superseded": 1}
+    assert not old_npz.exists() and not old_npz.with_suffix(".json").exists()
+    assert published.get(cell).provenance["result_version"] == exp.version_of(cell.spec) + 1
+    assert len(published.tasks("grid_cell")) == 1
 
 
 def test_verify_budget_draws_only_tasks_that_fit_and_a_text_seed_is_stable(tiny):

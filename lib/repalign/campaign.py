@@ -501,18 +501,30 @@ def publish(source: Store, tasks, destination: Store) -> dict[str, int]:
 
     Each published file keeps its task's provenance (revision, machine, times) with ``"compacted"``
     and the SHA-256 of the original file added. A task already published from the same original is
-    left alone; one published from another original (a re-run) is replaced.
+    left alone; one published from another original (a re-run) is replaced. Files of the same task at
+    another result version (superseded by the one published) are deleted, so the published store
+    holds one result per task.
 
-    Returns ``{"published": ..., "unchanged": ..., "missing": ...}`` (missing: not in ``source``).
+    Returns ``{"published": ..., "unchanged": ..., "missing": ..., "superseded": ...}`` (missing: not
+    in ``source``; superseded: files deleted).
     """
     if Path(source.root).resolve() == Path(destination.root).resolve():
         raise ValueError(f"publishing needs two stores; both are {source.root}")
-    counts = {"published": 0, "unchanged": 0, "missing": 0}
+    counts = {"published": 0, "unchanged": 0, "missing": 0, "superseded": 0}
+    by_spec = defaultdict(list)  # (experiment, canonical spec) -> keys published at any version
+    for prov in destination.tasks():
+        if {"experiment", "spec", "key"} <= set(prov):
+            by_spec[(prov["experiment"], _store._canonical(prov["spec"]))].append(prov["key"])
     for task in tasks:
         original = source.get(task)
         if original is None:
             counts["missing"] += 1
             continue
+        for key in by_spec.get((task.experiment, _store._canonical(dict(task.spec))), []):
+            if key != task.key:
+                for path in (Path(destination.root) / task.experiment).glob(f"{key}.*"):
+                    path.unlink()
+                counts["superseded"] += 1
         there = destination.get(task) if task in destination else None
         made_from = None if there is None else there.provenance.get("compacted", {}).get("from_sha256")
         if made_from == original.provenance["sha256"]:
@@ -745,7 +757,8 @@ def _cmd_publish(args, store) -> int:
             f"`{store.root}`; one `.npz` + `.json` (provenance) per task, floats as float32.\n\n"
             + summary(target, full_plan))
     _store._atomic_write(target.root / "SUMMARY.md", text.encode())
-    print(f"published {counts['published']}, unchanged {counts['unchanged']}, not yet computed {counts['missing']} "
+    print(f"published {counts['published']}, unchanged {counts['unchanged']}, not yet computed {counts['missing']}, "
+          f"superseded files of an older result version deleted {counts['superseded']} "
           f"-> {target.root} (summary in SUMMARY.md)")
     return 0
 
