@@ -31,6 +31,26 @@ def test_flush_denormal_sets_every_thread_and_restores():
     assert not numerics.denormals_flushed()
 
 
+def test_flushing_reaches_torchs_threads_after_numba_loaded_another_openmp(tmp_path):
+    """numba's OpenMP threading layer loads the system libgomp beside torch's own; the flags must still be
+    set on torch's team (a fresh interpreter, so that nothing has picked the runtime yet)."""
+    import subprocess
+    import sys
+
+    code = (
+        "import torch; torch.set_num_threads(2)\n"
+        "from repalign import data, numerics, profiles\n"
+        "from repalign.train import train\n"
+        "d = data.two_point()\n"
+        "train(profiles.TABLE1['default'], d.x, d.y, trials=1, epochs=2, progress=False, engine='kernel')\n"
+        "with numerics.flush_denormal() as ok:\n"
+        "    inside = numerics.denormals_flushed()\n"
+        "print(ok, inside, numerics.denormals_flushed())\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=True)
+    assert out.stdout.split() == ["True", "True", "False"], out.stdout + out.stderr
+
+
 def test_flush_denormal_restores_after_an_exception():
     with pytest.raises(KeyError), numerics.flush_denormal():
         raise KeyError("inside")

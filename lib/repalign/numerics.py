@@ -26,6 +26,7 @@ import ctypes
 import functools
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 
@@ -46,7 +47,10 @@ def _omp_parallel():
             paths = {w for line in f for w in line.split() if "gomp" in w or "libiomp" in w or "libomp" in w}
     except OSError:
         return None
-    for path in sorted(paths):
+    # torch's own runtime first: numba's OpenMP threading layer loads the system libgomp too, whose
+    # team is not torch's (taking it, by name order, left torch's workers unflushed)
+    torch_dir = str(Path(torch.__file__).resolve().parent)
+    for path in sorted(paths, key=lambda p: (not str(Path(p).resolve()).startswith(torch_dir), p)):
         try:
             lib = ctypes.CDLL(path)
             entry = lib.GOMP_parallel
